@@ -3,8 +3,8 @@
 A dataset holds B trajectories sampled at T common times: `t` (T,), coordinates `q`
 (B, T, n) and optionally velocities `qd` and accelerations `qdd` (B, T, n), with the
 system's name, its parameters and which coordinates are angles. On disk it is one HDF5
-file (datasets `t`, `q`, `qd`, `qdd`; attributes `system`, `params` as JSON, `angles`
-as JSON, `format_version`); `.npz` archives with the same names are read and written too.
+file (datasets `t`, `q`, `qd`, `qdd`; attributes `system`, `params` and `angles` as
+JSON, `format_version`); `.npz` archives with the same names are read and written too.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def _check_state_field(array: np.ndarray, name: str, expected, source) -> None:
     _check_finite(array, name, source)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # arrays have no single truth value for ==
 class Dataset:
     """B trajectories of an n-coordinate system sampled at T common times.
 
