@@ -1,0 +1,55 @@
+"""The description of a reference mechanical system with a known Lagrangian."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class MechanicalSystem:
+    """A mechanical system with a known Lagrangian and hand-derived dynamics.
+
+    Attributes:
+        name: the command-line name, e.g. "double-pendulum".
+        description: one line saying what the system is.
+        n: number of coordinates.
+        coordinate_names: a name per coordinate.
+        angles: per coordinate, whether it is an angle (models embed those as
+            (cos, sin)).
+        default_params: parameter names and default values.
+        lagrangian: `lagrangian(q, qd, t, params) -> scalar`.
+        equations_of_motion: `equations_of_motion(q, qd, t, params) -> qdd`, derived by
+            hand and written out without automatic differentiation, so that it checks
+            the Euler–Lagrange machinery independently.
+        sample_initial_state: `sample_initial_state(key, params) -> (q0, qd0)`, one
+            state of shape (n,) each; split the key and vmap for many.
+        energy_scale: `energy_scale(params) -> float`, a typical energy magnitude of
+            the sampled states, the denominator of relative energy errors.
+    """
+
+    name: str
+    description: str
+    n: int
+    coordinate_names: tuple[str, ...]
+    angles: tuple[bool, ...]
+    default_params: dict[str, float]
+    lagrangian: Callable[..., Any]
+    equations_of_motion: Callable[..., Any]
+    sample_initial_state: Callable[..., Any]
+    energy_scale: Callable[..., Any]
+
+    def params(self, **overrides) -> dict[str, Any]:
+        """The default parameters with `overrides` applied.
+
+        Raises a ValueError naming the valid parameters when an override is unknown.
+        """
+        unknown = sorted(set(overrides) - set(self.default_params))
+        if unknown:
+            listed = ", ".join(map(repr, unknown))
+            raise ValueError(
+                f"System {self.name!r} has no parameter {listed}; its parameters are "
+                f"{', '.join(self.default_params)}."
+            )
+        return {**self.default_params, **overrides}
