@@ -16,6 +16,7 @@ from lddnn.evaluate import (
     valid_prediction_time,
     write_report,
 )
+from lddnn.plot import plot_evaluation, plot_trajectories
 
 
 def _oscillator_lagrangian(q, qd, t, params):
@@ -142,3 +143,32 @@ def test_write_report(tmp_path, report):
     markdown = markdown_path.read_text()
     assert "| energy error (mean over states and times) |" in markdown
     assert "## Failed rollouts" in markdown
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png(path) -> bool:
+    data = path.read_bytes()
+    # Signature, then the IHDR chunk that every valid PNG starts with.
+    return data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) > 1000
+
+
+def test_figures_are_written_as_png(tmp_path, report):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    records = [{"step": s, "loss": 1.0 / s} for s in range(1, 50)]
+    records[-1]["validation_loss"] = 0.05
+    text = "\n".join(json.dumps(r) for r in records) + "\n"
+    (run_dir / "metrics.jsonl").write_text(text)
+    paths = plot_evaluation(run_dir, report, angles=(False,), coordinate_names=["x"])
+    names = ["trajectories.png", "energy_error.png", "loss.png"]
+    assert [p.name for p in paths] == names
+    assert all(_is_png(p) for p in paths)
+
+
+def test_trajectory_figure_with_angles(tmp_path):
+    t = np.linspace(0.0, 10.0, 200)
+    q = np.stack([4.0 * t, np.sin(t)], axis=-1)[None]  # the angle winds past ±π
+    path = plot_trajectories(tmp_path / "q.png", t, q, q + 0.1, angles=(True, False))
+    assert _is_png(path)

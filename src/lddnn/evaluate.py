@@ -329,7 +329,8 @@ def evaluate_model(
         own floor), `rollout_error` keyed by "1", "3", "10", `valid_prediction_time`,
         `over_time`, `failed_rollouts`, `failures`, `protocol`, `seconds` — and
         `arrays` (NumPy, for figures): `t`, `q_true`, `qd_true`, `q_pred`,
-        `qd_pred`, `energy_error`, `rollout_error` (NaN or inf for failed states).
+        `qd_pred`, `energy_error`, `rollout_error` (NaN or inf for failed states),
+        `energy_error_truth`.
         Model rollouts that fail are recorded in `failures` and left out of the
         means, never raised.
     """
@@ -350,11 +351,12 @@ def evaluate_model(
     if ok.any():
         energy[ok] = energy_error(system, params, q_pred[ok], qd_pred[ok])
     rollout = rollout_error(q_true, q_pred, system.angles)
+    energy_truth = energy_error(system, params, q_true, qd_true)
     return {
         "system": system.name,
         "params": {k: float(v) for k, v in params.items()},
         **_summarize(t, energy[ok], rollout[ok], threshold),
-        "energy_error_truth": _mean(energy_error(system, params, q_true, qd_true)),
+        "energy_error_truth": _mean(energy_truth),
         "failed_rollouts": len(failures),
         "failures": [{"state": i, "error": m} for i, m in sorted(failures.items())],
         "protocol": _protocol(
@@ -369,6 +371,7 @@ def evaluate_model(
             "qd_pred": qd_pred,
             "energy_error": energy,
             "rollout_error": rollout,
+            "energy_error_truth": energy_truth,
         },
     }
 
