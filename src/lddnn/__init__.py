@@ -1,6 +1,13 @@
 """lddnn: learn Lagrangians and Lagrangian densities with neural networks, predict the
 dynamics they imply, and keep the conservation laws that follow from them."""
 
+from lddnn.data import DataError as DataError, Dataset as Dataset
+from lddnn.evaluate import (
+    energy_error as energy_error,
+    evaluate_model as evaluate_model,
+    rollout_error as rollout_error,
+    valid_prediction_time as valid_prediction_time,
+)
 from lddnn.mechanics import (
     SingularMassMatrixError as SingularMassMatrixError,
     accelerations as accelerations,
