@@ -18,5 +18,12 @@ from lddnn.mechanics import (
     split_state as split_state,
     vector_field as vector_field,
 )
+from lddnn.nn import (
+    MLPLagrangian as MLPLagrangian,
+    StructuredLagrangian as StructuredLagrangian,
+    load_model as load_model,
+    make_model as make_model,
+    save_model as save_model,
+)
 
 __version__ = "0.1.0"
