@@ -1,6 +1,7 @@
 """lddnn: learn Lagrangians and Lagrangian densities with neural networks, predict the
 dynamics they imply, and keep the conservation laws that follow from them."""
 
+from lddnn import systems as systems
 from lddnn.data import DataError as DataError, Dataset as Dataset
 from lddnn.evaluate import (
     energy_error as energy_error,
@@ -8,6 +9,7 @@ from lddnn.evaluate import (
     rollout_error as rollout_error,
     valid_prediction_time as valid_prediction_time,
 )
+from lddnn.integrate import IntegrationError as IntegrationError, rollout as rollout
 from lddnn.mechanics import (
     SingularMassMatrixError as SingularMassMatrixError,
     accelerations as accelerations,
@@ -24,6 +26,12 @@ from lddnn.nn import (
     load_model as load_model,
     make_model as make_model,
     save_model as save_model,
+)
+from lddnn.train import (
+    NonFiniteLossError as NonFiniteLossError,
+    Samples as Samples,
+    TrainConfig as TrainConfig,
+    TrainResult as TrainResult,
 )
 
 __version__ = "0.1.0"

@@ -15,6 +15,7 @@ the final (and best) model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -230,9 +231,10 @@ def predicted_accelerations(model, samples: Samples) -> jax.Array:
 def _per_sample_norm(error: jax.Array) -> jax.Array:
     # d√x/dx is infinite at 0, so a single exactly predicted sample would make the
     # whole gradient NaN; the inner `where` keeps the unused branch differentiable.
+    # Only an exact zero is special-cased, so a NaN error still gives a NaN loss.
     squared = jnp.sum(error**2, axis=-1)
-    positive = squared > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+    zero = squared == 0
+    return jnp.where(zero, 0.0, jnp.sqrt(jnp.where(zero, 1.0, squared)))
 
 
 _LOSSES: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -287,8 +289,28 @@ def learning_rate_schedule(config: TrainConfig) -> optax.Schedule:
     return optax.join_schedules([warmup, main], [config.warmup_steps])
 
 
+_OPTIMIZER_OPTIONS = (
+    "learning_rate",
+    "schedule",
+    "decay_steps",
+    "decay_factor",
+    "warmup_steps",
+    "clip_norm",
+    "weight_decay",
+)
+
+
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """Adam (AdamW with weight decay) on the schedule, after optional clipping."""
+    config = _resolved(config)
+    return _optimizer(tuple(getattr(config, name) for name in _OPTIMIZER_OPTIONS))
+
+
+@functools.lru_cache(maxsize=32)
+def _optimizer(options: tuple) -> optax.GradientTransformation:
+    # Cached so that equal options give the identical optimizer object: it is a
+    # static argument of the compiled step, which later runs can then reuse.
+    config = TrainConfig(**dict(zip(_OPTIMIZER_OPTIONS, options)))
     schedule = learning_rate_schedule(config)
     if config.weight_decay > 0:
         optimizer = optax.adamw(schedule, weight_decay=config.weight_decay)
@@ -299,33 +321,36 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.clip_norm), optimizer)
 
 
-def _make_step(optimizer, loss_fn, batch_size: int):
-    """One compiled optimisation step: draw a batch, differentiate, update.
+@eqx.filter_jit
+def _train_step(model, opt_state, key_data, samples, scale, optimizer, loss, batch):
+    """One optimisation step: draw `batch` samples, differentiate the loss, update.
 
     The random key travels in and out as raw key data, so the state is plain arrays
     that a checkpoint stores exactly.
     """
-
-    def step(model, opt_state, key_data, samples):
-        key, batch_key = jax.random.split(jax.random.wrap_key_data(key_data))
-        index = jax.random.randint(batch_key, (batch_size,), 0, samples.q.shape[0])
-        loss, grads = eqx.filter_value_and_grad(loss_fn)(model, take(samples, index))
-        trainable = eqx.filter(model, eqx.is_inexact_array)
-        updates, opt_state = optimizer.update(grads, opt_state, trainable)
-        model = eqx.apply_updates(model, updates)
-        return model, opt_state, jax.random.key_data(key), loss
-
-    return eqx.filter_jit(step)
+    key, batch_key = jax.random.split(jax.random.wrap_key_data(key_data))
+    index = jax.random.randint(batch_key, (batch,), 0, samples.q.shape[0])
+    value, grads = eqx.filter_value_and_grad(acceleration_loss)(
+        model, take(samples, index), loss=loss, scale=scale
+    )
+    trainable = eqx.filter(model, eqx.is_inexact_array)
+    updates, opt_state = optimizer.update(grads, opt_state, trainable)
+    model = eqx.apply_updates(model, updates)
+    return model, opt_state, jax.random.key_data(key), value
 
 
-def _mean_loss(loss_fn, model, samples: Samples) -> float:
+_compiled_loss = eqx.filter_jit(acceleration_loss)
+
+
+def _mean_loss(model, samples: Samples, loss: str, scale) -> float:
     """The loss over all `samples`, evaluated in chunks (every loss is a mean over
     samples, so chunk means weighted by chunk sizes give it exactly)."""
     count = samples.q.shape[0]
     total = 0.0
     for start in range(0, count, _VALIDATION_CHUNK):
         part = take(samples, slice(start, start + _VALIDATION_CHUNK))
-        total += float(loss_fn(model, part)) * part.q.shape[0]
+        value = _compiled_loss(model, part, loss=loss, scale=scale)
+        total += float(value) * part.q.shape[0]
     return total / count
 
 
@@ -374,9 +399,9 @@ class TrainResult:
 class _Loop:
     """The step loop of one `train` call, with validation, metrics and checkpoints."""
 
-    def __init__(self, config, step_fn, loss_fn, training, validation):
-        self.config, self.step_fn, self.loss_fn = config, step_fn, loss_fn
-        self.training, self.validation = training, validation
+    def __init__(self, config: TrainConfig, training, validation, scale):
+        self.config, self.training, self.validation = config, training, validation
+        self.optimizer, self.scale = make_optimizer(config), scale
         self.schedule = learning_rate_schedule(config)
         self.files: RunFiles | None = None
         self.progress: Callable[[int, dict], None] | None = None
@@ -401,8 +426,9 @@ class _Loop:
         return self.state, self.meta
 
     def _advance(self) -> None:
-        model, opt_state, key, loss = self.step_fn(
-            self.state.model, self.state.opt_state, self.state.key, self.training
+        model, opt_state, key, loss = _train_step(
+            *self.state[:3], self.training, self.scale, self.optimizer,
+            self.config.loss, self.config.batch_size,
         )
         step, loss = self.meta.step + 1, float(loss)
         if not math.isfinite(loss):
@@ -423,7 +449,9 @@ class _Loop:
             return None
         if step % config.validate_every != 0 and step != config.steps:
             return None
-        loss = _mean_loss(self.loss_fn, self.state.model, self.validation)
+        loss = _mean_loss(
+            self.state.model, self.validation, config.loss, self.scale
+        )
         meta = self.meta
         if meta.best_validation_loss is None or loss < meta.best_validation_loss:
             meta.best_validation_loss, meta.validations_since_best = loss, 0
@@ -607,14 +635,8 @@ def _initial_state(model, optimizer, config: TrainConfig, validation) -> State:
 
 def _run(model, training, validation, config, files, progress, hyperparams):
     scale = acceleration_scale(training.qdd) if config.scale_accelerations else None
-
-    def loss_fn(model, batch):
-        return acceleration_loss(model, batch, loss=config.loss, scale=scale)
-
-    optimizer = make_optimizer(config)
-    state, meta = _initial_state(model, optimizer, config, validation), Meta()
-    step_fn = _make_step(optimizer, loss_fn, config.batch_size)
-    loop = _Loop(config, step_fn, eqx.filter_jit(loss_fn), training, validation)
+    loop = _Loop(config, training, validation, scale)
+    state, meta = _initial_state(model, loop.optimizer, config, validation), Meta()
     loop.files, loop.progress = files, progress
     loop.fingerprint = fingerprint(training, validation)
     if files is not None:
