@@ -408,3 +408,14 @@ def test_dataset_input_is_split_by_whole_trajectories():
     assert result.best_validation_loss is not None
     with pytest.raises(ValueError, match="only 40 training samples"):
         train(initial_anharmonic(), dataset, dataclasses.replace(config, batch_size=41))
+
+
+def test_final_model_is_saved_with_its_hyperparameters(tmp_path):
+    from lddnn import nn
+
+    hyperparams = {"kind": "mlp", "n": 2, "width": 8, "depth": 2, "kinetic": 1.0}
+    model = nn.make_model(**hyperparams)
+    config = TrainConfig(steps=3, precision="float64")
+    samples = pendulum_pair_samples()
+    result = train(model, samples, config, tmp_path, hyperparams=hyperparams)
+    assert_bitwise_equal(nn.load_model(tmp_path / "model.eqx"), result.model)
