@@ -1,0 +1,340 @@
+"""Whole runs: data for a system or from a file, a model, training, evaluation, figures.
+
+A run directory holds `run.json` (everything needed to repeat the run), the training
+loop's files (`config.json`, `metrics.jsonl`, `checkpoint.eqx`, `model.eqx` with
+`model.json`), and after evaluation `report.json`, `report.md` and the figures.
+This module returns values and writes files; printing is the command line's job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from lddnn import data as datafiles, systems
+from lddnn.nn import cast_model, load_model, make_model, save_model
+from lddnn.train import Samples, TrainConfig, train
+
+RUN_FILE = "run.json"
+MODEL_FILE = "model.eqx"
+
+__all__ = [
+    "DataSpec",
+    "EvaluationSpec",
+    "RunConfig",
+    "demo_config",
+    "evaluate_run",
+    "load_run",
+    "prepare_run_dir",
+    "training_samples",
+    "train_run",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """Training data generated from a built-in system.
+
+    `sampling` is "trajectories" (states along true trajectories started from the
+    system's initial-state distribution) or "states" (independent states drawn from
+    that distribution and from the states those trajectories visit, which covers the
+    state space more evenly for the same number of samples).
+    """
+
+    trajectories: int = 200
+    t_end: float = 10.0
+    samples_per_trajectory: int = 101
+    seed: int = 1
+    sampling: str = "trajectories"
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluationSpec:
+    """The rollout protocol of `lddnn.evaluate.evaluate_model`."""
+
+    count: int = 40
+    t_end: float = 100.0
+    num_times: int = 1001
+    seed: int = 0
+    solver: str = "dopri5"
+    rtol: float = 1e-8
+    atol: float = 1e-8
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run; stored as `run.json` in the run directory."""
+
+    system: str | None = None
+    params: dict[str, float] = dataclasses.field(default_factory=dict)
+    data_file: str | None = None
+    data: DataSpec = DataSpec()
+    model: dict[str, Any] = dataclasses.field(default_factory=lambda: {"kind": "mlp"})
+    train: TrainConfig = TrainConfig()
+    evaluation: EvaluationSpec = EvaluationSpec()
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["train"] = self.train.to_dict()
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> RunConfig:
+        values = dict(values)
+        values["data"] = DataSpec(**values.get("data", {}))
+        values["evaluation"] = EvaluationSpec(**values.get("evaluation", {}))
+        values["train"] = TrainConfig.from_dict(values.get("train", {}))
+        return cls(**values)
+
+
+def demo_config() -> RunConfig:
+    """The main job: a double-pendulum Lagrangian trained in minutes on a laptop CPU.
+
+    See the README for how this configuration was chosen and what it reaches.
+    """
+    return RunConfig(
+        system="double-pendulum",
+        data=DataSpec(trajectories=200, t_end=10.0, samples_per_trajectory=101),
+        model={"kind": "mlp", "width": 128, "depth": 3, "kinetic": 1.0},
+        train=TrainConfig(
+            steps=20_000, batch_size=256, learning_rate=1e-3, schedule="cosine",
+            warmup_steps=500, decay_factor=0.01, scale_accelerations=True,
+            validation_fraction=0.1, validate_every=500, checkpoint_every=2000,
+            log_every=50,
+        ),
+    )
+
+
+def paper_config() -> RunConfig:
+    """The published configuration: a plain 4 × 500 softplus MLP Lagrangian (no
+    kinetic prior), batch 32, Adam from 1e-3 with exponential decay."""
+    return RunConfig(
+        system="double-pendulum",
+        model={"kind": "mlp", "width": 500, "depth": 4, "kinetic": 0.0},
+        train=TrainConfig(
+            steps=100_000, batch_size=32, learning_rate=1e-3, schedule="exponential",
+            decay_steps=100_000, decay_factor=0.1, validation_fraction=0.1,
+            validate_every=1000, checkpoint_every=5000, log_every=100,
+        ),
+    )
+
+
+# ------------------------------------------------------------------------------ data
+
+
+def _system_of(config: RunConfig, dataset=None):
+    name = config.system or (dataset.system if dataset is not None else None)
+    return None if name is None else systems.get(name)
+
+
+def _generated_dataset(config: RunConfig):
+    system = systems.get(config.system)
+    params = system.params(**config.params)
+    spec = config.data
+    t = np.linspace(0.0, spec.t_end, spec.samples_per_trajectory)
+    # Ground truth is always integrated in float64, whatever precision trains on it.
+    with jax.enable_x64(True):
+        key = jax.random.PRNGKey(spec.seed)
+        return systems.simulate(system, key, spec.trajectories, t, params)
+
+
+def load_dataset(config: RunConfig):
+    """The run's dataset: read from `data_file`, or generated for `system`."""
+    if config.data_file is not None:
+        return datafiles.with_derivatives(datafiles.load(config.data_file))
+    if config.system is None:
+        raise ValueError("A run needs a built-in system or a data file; give one.")
+    return _generated_dataset(config)
+
+
+def training_samples(dataset) -> Samples:
+    """Every state of the dataset as a training sample (q, q̇, q̈)."""
+    q, qd, qdd = datafiles.flatten_samples(dataset)
+    return Samples(q, qd, qdd)
+
+
+# --------------------------------------------------------------------------- running
+
+
+def prepare_run_dir(run_dir: str | os.PathLike, *, resume: bool) -> Path:
+    """Create the run directory, refusing to overwrite an existing run.
+
+    A new run needs a directory that does not exist or is empty; resuming needs the
+    directory of an earlier run. Writability is tested before any training starts.
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        if not (run_dir / RUN_FILE).is_file():
+            raise ValueError(
+                f"There is no run to resume in {run_dir} (no {RUN_FILE}); start a new "
+                "run without --resume."
+            )
+        return run_dir
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ValueError(
+            f"The output directory {run_dir} exists and is not empty; choose a new "
+            "directory, or pass --resume to continue the run in it."
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise ValueError(
+            f"The output directory {run_dir} cannot be written ({error.strerror}); "
+            "choose a directory you can write to."
+        ) from None
+    return run_dir
+
+
+def _model_hyperparams(config: RunConfig, dataset) -> dict[str, Any]:
+    system = _system_of(config, dataset)
+    hyperparams = {"dtype": config.train.precision, **config.model}
+    hyperparams.setdefault("kind", "mlp")
+    hyperparams["n"] = int(dataset.n)
+    if "angles" not in hyperparams:
+        angles = system.angles if system is not None else dataset.angles
+        hyperparams["angles"] = list(angles) if angles is not None else None
+    hyperparams.setdefault("seed", config.train.seed)
+    return hyperparams
+
+
+def train_run(
+    config: RunConfig,
+    run_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: Callable[[int, dict], None] | None = None,
+):
+    """Train the run's model and store it in `run_dir`; returns the `TrainResult`.
+
+    The run's precision holds inside this call only (a scoped `jax.enable_x64`), so
+    the caller's global JAX flags are left as they were.
+    """
+    with jax.enable_x64(config.train.precision == "float64"):
+        return _train_run(config, Path(run_dir), resume, progress)
+
+
+def _train_run(config: RunConfig, run_dir: Path, resume: bool, progress):
+    if resume:
+        stored = load_run(run_dir)
+        # Only the number of steps may change when a run is extended.
+        config = dataclasses.replace(
+            stored, train=dataclasses.replace(stored.train, steps=config.train.steps)
+        )
+    dataset = load_dataset(config)
+    hyperparams = _model_hyperparams(config, dataset)
+    model = make_model(**hyperparams)
+    _write_json(run_dir / RUN_FILE, config.to_dict())
+    result = train(
+        model, training_samples(dataset), config.train, run_dir, resume=resume,
+        progress=progress, hyperparams=hyperparams,
+    )
+    save_model(run_dir / MODEL_FILE, result.best_model, hyperparams)
+    return result
+
+
+def load_run(run_dir: str | os.PathLike) -> RunConfig:
+    """The configuration stored in a run directory."""
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise ValueError(
+            f"{run_dir} is not a run directory (it has no {RUN_FILE}); pass the "
+            "directory that `lddnn train` wrote."
+        )
+    return RunConfig.from_dict(json.loads(path.read_text()))
+
+
+def _write_json(path: Path, value) -> None:
+    temporary = path.with_name(f".tmp-{path.name}")
+    temporary.write_text(json.dumps(value, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+# ------------------------------------------------------------------------ evaluating
+
+
+def evaluate_run(run_dir: str | os.PathLike, *, data_file=None, figures: bool = True):
+    """Evaluate a trained run and write `report.json`, `report.md` and figures.
+
+    Without `data_file` the model is rolled out on its system's protocol
+    (`EvaluationSpec`); with one, from the first state of each stored trajectory and
+    compared with the stored trajectories.
+    """
+    from lddnn.evaluate import write_report
+
+    run_dir = Path(run_dir)
+    config = load_run(run_dir)
+    # Rollouts to t = 100 need float64 states; the weights follow them. The scope
+    # keeps the caller's global JAX flags untouched.
+    with jax.enable_x64(True):
+        model = cast_model(load_model(run_dir / MODEL_FILE), np.float64)
+        report = _evaluate(model, config, run_dir, data_file)
+    write_report(run_dir, report)
+    if figures:
+        _figures(run_dir, report, config)
+    return report
+
+
+def _evaluate(model, config: RunConfig, run_dir: Path, data_file) -> dict[str, Any]:
+    from lddnn.evaluate import evaluate_model
+
+    if data_file is not None:
+        report = evaluate_on_dataset(model, datafiles.load(data_file), config)
+    else:
+        system = _system_of(config)
+        if system is None:
+            raise ValueError(
+                f"The run in {run_dir} was trained on a data file without a known "
+                "system; pass --data FILE with trajectories to compare against."
+            )
+        spec = dataclasses.asdict(config.evaluation)
+        report = evaluate_model(model, system, config.params, **spec)
+    return report
+
+
+def _figures(run_dir: Path, report: dict, config: RunConfig) -> None:
+    from lddnn.plot import plot_evaluation
+
+    system = _system_of(config)
+    names = system.coordinate_names if system is not None else None
+    angles = system.angles if system is not None else None
+    plot_evaluation(run_dir, report, angles=angles, coordinate_names=names)
+
+
+def evaluate_on_dataset(model, dataset, config: RunConfig) -> dict[str, Any]:
+    """Roll the model out from each trajectory's first state and compare."""
+    from lddnn.evaluate import energy_error, rollout_error, valid_prediction_time
+    from lddnn.integrate import rollout
+
+    dataset = datafiles.with_derivatives(dataset)
+    system = _system_of(config, dataset)
+    spec = config.evaluation
+    t = np.asarray(dataset.t)
+    q_pred, qd_pred = rollout(
+        model, dataset.q[:, 0], dataset.qd[:, 0], t, None,
+        solver=spec.solver, rtol=spec.rtol, atol=spec.atol,
+    )
+    q_pred, qd_pred = np.asarray(q_pred), np.asarray(qd_pred)
+    errors = rollout_error(dataset.q, q_pred, dataset.angles)
+    report = {
+        "data": str(config.data_file),
+        "rollout_error_mean": float(np.mean(errors)),
+        "valid_prediction_time": float(np.mean(valid_prediction_time(t, errors))),
+        "arrays": {"t": t, "q_true": dataset.q, "q_pred": q_pred,
+                   "rollout_error": errors},
+    }
+    if system is not None:
+        params = system.params(**(dataset.params or config.params))
+        energy = energy_error(system, params, q_pred, qd_pred)
+        report["energy_error"] = float(np.mean(energy))
+        report["arrays"]["energy_error"] = energy
+    return report
