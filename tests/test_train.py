@@ -419,3 +419,19 @@ def test_final_model_is_saved_with_its_hyperparameters(tmp_path):
     samples = pendulum_pair_samples()
     result = train(model, samples, config, tmp_path, hyperparams=hyperparams)
     assert_bitwise_equal(nn.load_model(tmp_path / "model.eqx"), result.model)
+
+
+def test_progress_bar_shows_loss_and_rate():
+    import io
+
+    from rich.console import Console
+
+    from lddnn._progress import progress_bar
+
+    output = io.StringIO()
+    console = Console(file=output, force_terminal=False, width=120)
+    with progress_bar(10, console=console) as progress:
+        metrics = {"loss": 0.125, "steps_per_second": 50.0, "validation_loss": 0.5}
+        progress(10, metrics)
+    text = output.getvalue()
+    assert "10/10" in text and "1.250e-01" in text and "val 5.000e-01" in text

@@ -415,9 +415,8 @@ class _Loop:
         self.last_log = (meta.step, self.started)
         self.losses: list[float] = []
         try:
-            while meta.step < self.config.steps and not meta.stopped_early:
+            while self.meta.step < self.config.steps and not self.meta.stopped_early:
                 self._advance()
-                meta = self.meta
         except KeyboardInterrupt:
             # Keep the work done so far: the last fully processed step is resumable.
             self._checkpoint(*self.saved)
@@ -427,8 +426,12 @@ class _Loop:
 
     def _advance(self) -> None:
         model, opt_state, key, loss = _train_step(
-            *self.state[:3], self.training, self.scale, self.optimizer,
-            self.config.loss, self.config.batch_size,
+            *self.state[:3],
+            self.training,
+            self.scale,
+            self.optimizer,
+            self.config.loss,
+            self.config.batch_size,
         )
         step, loss = self.meta.step + 1, float(loss)
         if not math.isfinite(loss):
@@ -449,9 +452,7 @@ class _Loop:
             return None
         if step % config.validate_every != 0 and step != config.steps:
             return None
-        loss = _mean_loss(
-            self.state.model, self.validation, config.loss, self.scale
-        )
+        loss = _mean_loss(self.state.model, self.validation, config.loss, self.scale)
         meta = self.meta
         if meta.best_validation_loss is None or loss < meta.best_validation_loss:
             meta.best_validation_loss, meta.validations_since_best = loss, 0
