@@ -451,8 +451,9 @@ def rollout(
             momentum p = ∂L/∂q̇. Forward-mode differentiable only (Newton loops).
 
     The adaptive solvers use diffrax's PID step-size controller with `rtol`/`atol`
-    (by default 1e-8 for float64 states and 1e-6 for float32) and interpolate their dense output at the save times; `dt`, if given, is their
-    first step. The fixed-step solvers save only at step times: every save interval
+    (by default 1e-8 for float64 states and 1e-6 for float32) and interpolate their
+    dense output at the save times; `dt`, if given, is their first step. The
+    fixed-step solvers save only at step times: every save interval
     must be a whole number of steps `dt` (to within 0.1% of a step; the steps are
     stretched by that much to land exactly on the save times).
 
