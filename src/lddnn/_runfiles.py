@@ -158,12 +158,20 @@ def load_checkpoint(path, like) -> tuple[Any, dict]:
     """
     path = pathlib.Path(path)
     with path.open("rb") as stream:
-        header = json.loads(stream.readline())
-        if header.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not an lddnn training checkpoint.")
+        header = _header(stream.readline(), path)
         arrays = eqx.tree_deserialise_leaves(stream, like)
     _check_like(arrays, like, path)
     return arrays, header
+
+
+def _header(line: bytes, path) -> dict:
+    try:
+        header = json.loads(line)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an lddnn training checkpoint.")
+    return header
 
 
 def _check_like(loaded, like, path) -> None:
