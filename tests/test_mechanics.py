@@ -94,3 +94,20 @@ def test_mismatched_shapes_are_refused():
     lagrangian = lambda q, qd, t, p: 0.5 * qd @ qd
     with pytest.raises(ValueError, match="same length"):
         lddnn.accelerations(lagrangian, jnp.zeros(2), jnp.zeros(3))
+
+
+def test_gradient_stays_finite_when_one_mass_in_a_batch_is_indefinite():
+    # L = ½ a q̇₀² + ½ q̇₁² − ½ q·q: M = diag(a, 1) is indefinite for a < 0 only.
+    def loss(a, signs):
+        lagrangian = lambda q, qd, t, s: 0.5 * (s * a * qd[0] ** 2 + qd[1] ** 2) - (
+            0.5 * q @ q
+        )
+        one = lambda s: lddnn.accelerations(
+            lagrangian, jnp.ones(2), jnp.zeros(2), 0.0, s, check=False
+        )
+        return jnp.sum(jax.vmap(one)(signs))
+
+    value, grad = jax.value_and_grad(loss)(2.0, jnp.array([1.0, -1.0]))
+    # q̈₀ = −1/(s a): −0.5 + 0.5, and d/da = 1/(s a²) summed: 0.25 − 0.25.
+    assert np.isfinite(grad)
+    np.testing.assert_allclose([value, grad], [-2.0, 0.0], atol=1e-12)

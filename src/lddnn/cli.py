@@ -43,10 +43,13 @@ def _user_errors():
     """Turn the library's refusals of bad input into one message and exit status 2."""
     import equinox as eqx
 
+    from lddnn.integrate import IntegrationError
+    from lddnn.train import NonFiniteLossError
+
     try:
         yield
-    except (ValueError, OSError, KeyError) as error:
-        _fail(str(error).strip().strip("'\""))
+    except (ValueError, OSError, IntegrationError, NonFiniteLossError) as error:
+        _fail(str(error).strip())
     except eqx.EquinoxRuntimeError as error:
         _fail(str(error).strip().splitlines()[0])
 

@@ -146,15 +146,23 @@ def _solve(mass, rhs, kind: MassKind):
 
     A pseudo-inverse is deliberately not used: on a singular M it returns a finite
     but meaningless answer, which the checks in `_check_mass` report instead.
+
+    Under `vmap` both branches are evaluated for every sample, so each branch gets an
+    input it can factor (the identity in place of the other branch's M). Otherwise
+    the Cholesky of one indefinite M in a batch would put 0 · inf = NaN into the
+    gradient of every parameter.
     """
-    factor = jnp.linalg.cholesky(mass)
     if kind == "spd":
-        return jsl.cho_solve((factor, True), rhs)
-    positive = jnp.all(jnp.isfinite(factor))
-    return jax.lax.cond(
+        return jsl.cho_solve((jnp.linalg.cholesky(mass), True), rhs)
+    probe = jnp.linalg.cholesky(jax.lax.stop_gradient(mass))
+    positive = jnp.all(jnp.isfinite(probe))
+    eye = jnp.eye(mass.shape[0], dtype=mass.dtype)
+    factor = jnp.linalg.cholesky(jnp.where(positive, mass, eye))
+    general = jnp.where(positive, eye, mass)
+    return jnp.where(
         positive,
-        lambda: jsl.cho_solve((jnp.where(positive, factor, 0.0), True), rhs),
-        lambda: jnp.linalg.solve(mass, rhs),
+        jsl.cho_solve((factor, True), rhs),
+        jnp.linalg.solve(general, rhs),
     )
 
 
