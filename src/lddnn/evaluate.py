@@ -26,6 +26,7 @@ from lddnn.mechanics import energy
 __all__ = [
     "energy_error",
     "evaluate_model",
+    "evaluate_trajectories",
     "report_summary",
     "rollout_error",
     "valid_prediction_time",
@@ -231,19 +232,14 @@ def _mean(values) -> float | None:
     return _number(values.mean()) if values.size else None
 
 
-def _protocol(system, params, t, options, count, seed, threshold, dtype) -> dict:
+def _protocol(t, options, count, threshold, dtype, initial_states) -> dict:
     return {
         "count": count,
         "t_end": float(t[-1]),
         "num_times": int(t.shape[0]),
-        "seed": seed,
         **{k: v for k, v in options.items()},
         "dtype": str(dtype),
-        "energy_scale": float(system.energy_scale(params)),
-        "initial_states": (
-            f"{count} states from the system's sample_initial_state, one per key of "
-            f"jax.random.split(jax.random.PRNGKey({seed}), {count})"
-        ),
+        "initial_states": initial_states,
         "energy_error": (
             "mean over states and times of |E_true(predicted state) − "
             "E_true(initial state)| / energy_scale"
@@ -282,6 +278,7 @@ def _summarize(t, energy, rollout, threshold) -> dict:
         "energy_error": _mean(energy),
         "energy_error_final": _mean(energy[:, -1]),
         "rollout_error": checkpoints,
+        "rollout_error_mean": _mean(rollout),
         "valid_prediction_time": {
             "mean": _mean(valid),
             "median": _number(np.median(valid)) if valid.size else None,
@@ -352,6 +349,10 @@ def evaluate_model(
         energy[ok] = energy_error(system, params, q_pred[ok], qd_pred[ok])
     rollout = rollout_error(q_true, q_pred, system.angles)
     energy_truth = energy_error(system, params, q_true, qd_true)
+    initial_states = (
+        f"{count} states from the system's sample_initial_state, one per key of "
+        f"jax.random.split(jax.random.PRNGKey({seed}), {count})"
+    )
     return {
         "system": system.name,
         "params": {k: float(v) for k, v in params.items()},
@@ -359,9 +360,11 @@ def evaluate_model(
         "energy_error_truth": _mean(energy_truth),
         "failed_rollouts": len(failures),
         "failures": [{"state": i, "error": m} for i, m in sorted(failures.items())],
-        "protocol": _protocol(
-            system, params, t, options, count, seed, threshold, q0.dtype
-        ),
+        "protocol": {
+            **_protocol(t, options, count, threshold, q0.dtype, initial_states),
+            "seed": seed,
+            "energy_scale": float(system.energy_scale(params)),
+        },
         "seconds": time.perf_counter() - start,
         "arrays": {
             "t": t,
@@ -372,6 +375,80 @@ def evaluate_model(
             "energy_error": energy,
             "rollout_error": rollout,
             "energy_error_truth": energy_truth,
+        },
+    }
+
+
+def evaluate_trajectories(
+    lagrangian_model,
+    t,
+    q,
+    qd,
+    system=None,
+    params=None,
+    *,
+    angles=None,
+    solver: str = "dopri5",
+    rtol: float = 1e-8,
+    atol: float = 1e-8,
+    batch: int | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+    source: str = "stored trajectories",
+) -> dict[str, Any]:
+    """Roll out a learned Lagrangian from the first state of each given trajectory
+    and compare with the trajectory; the report has the layout of `evaluate_model`.
+
+    Arguments:
+        t: sample times, shape (T,); q, qd: the trajectories, shape (B, T, n).
+        system: the reference system the data comes from, or None. With a system
+            the predicted states are scored with its true energy, and
+            `energy_error_truth` is the energy drift of the given trajectories.
+        params: the system's parameters; None for its defaults.
+        angles: which coordinates are angles; None takes the system's.
+        source: how the report names where the trajectories came from.
+    """
+    start = time.perf_counter()
+    t, q, qd = np.asarray(t), np.asarray(q), np.asarray(qd)
+    options = {"solver": solver, "rtol": rtol, "atol": atol}
+    if system is not None:
+        params = system.params(**(params or {}))
+        angles = system.angles if angles is None else angles
+    q_pred, qd_pred, failures = _roll_model(
+        lagrangian_model, jnp.asarray(q[:, 0]), jnp.asarray(qd[:, 0]),
+        jnp.asarray(t), params, batch, options,
+    )
+    count = q.shape[0]
+    ok = np.array([i not in failures for i in range(count)])
+    rollout = rollout_error(q, q_pred, angles)
+    energy = np.full(q_pred.shape[:2], np.nan)
+    energy_truth = np.zeros((0, t.shape[0]))
+    if system is not None:
+        if ok.any():
+            energy[ok] = energy_error(system, params, q_pred[ok], qd_pred[ok])
+        energy_truth = energy_error(system, params, q, qd)
+    scored = energy[ok] if system is not None else np.zeros((0, t.shape[0]))
+    protocol = _protocol(
+        t, options, count, threshold, q.dtype,
+        f"the first state of each of the {count} {source}",
+    )
+    return {
+        "system": system.name if system is not None else None,
+        "params": {k: float(v) for k, v in (params or {}).items()},
+        **_summarize(t, scored, rollout[ok], threshold),
+        "energy_error_truth": _mean(energy_truth),
+        "failed_rollouts": len(failures),
+        "failures": [{"state": i, "error": m} for i, m in sorted(failures.items())],
+        "protocol": protocol,
+        "seconds": time.perf_counter() - start,
+        "arrays": {
+            "t": t,
+            "q_true": q,
+            "qd_true": qd,
+            "q_pred": q_pred,
+            "qd_pred": qd_pred,
+            "rollout_error": rollout,
+            **({"energy_error": energy, "energy_error_truth": energy_truth}
+               if system is not None else {}),
         },
     }
 
@@ -412,7 +489,7 @@ def _markdown(report: dict[str, Any]) -> str:
     rows = [
         ("energy error (mean over states and times)", report["energy_error"]),
         (f"energy error at t = {protocol['t_end']:g}", report["energy_error_final"]),
-        ("energy error of the reference rollout", report["energy_error_truth"]),
+        ("energy error of the reference trajectories", report["energy_error_truth"]),
         *[(f"rollout error at t = {k}", v) for k, v in report["rollout_error"].items()],
         (
             f"valid prediction time (rollout error ≤ {valid['threshold']:g}), mean",
@@ -423,10 +500,11 @@ def _markdown(report: dict[str, Any]) -> str:
         ("evaluation time (s)", report["seconds"]),
     ]
     lines = [
-        f"# Evaluation on {report['system']}",
+        f"# Evaluation on {report['system'] or 'a dataset'}",
         "",
-        f"The model and the true Lagrangian were rolled out from {protocol['count']} "
-        f"initial states to t = {protocol['t_end']:g} with {protocol['solver']} "
+        f"The model was rolled out from {protocol['count']} initial states (and "
+        f"compared with the reference) to t = {protocol['t_end']:g} with "
+        f"{protocol['solver']} "
         f"(rtol {protocol['rtol']:g}, atol {protocol['atol']:g}, "
         f"{protocol['dtype']}); parameters: "
         + ", ".join(f"{k} = {v:g}" for k, v in report["params"].items())

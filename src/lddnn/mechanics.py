@@ -157,13 +157,16 @@ def _solve(mass, rhs, kind: MassKind):
     probe = jnp.linalg.cholesky(jax.lax.stop_gradient(mass))
     positive = jnp.all(jnp.isfinite(probe))
     eye = jnp.eye(mass.shape[0], dtype=mass.dtype)
-    factor = jnp.linalg.cholesky(jnp.where(positive, mass, eye))
-    general = jnp.where(positive, eye, mass)
-    return jnp.where(
-        positive,
-        jsl.cho_solve((factor, True), rhs),
-        jnp.linalg.solve(general, rhs),
-    )
+    cholesky = jnp.linalg.cholesky(jnp.where(positive, mass, eye))
+    lu, _, permutation = jax.lax.linalg.lu(jnp.where(positive, eye, mass))
+    # Both factorizations as M = P⁻¹ L U, then one pair of triangular solves. Two
+    # independent pairs (cho_solve next to solve) hang XLA's CPU runtime on large
+    # batches (about 10⁵ states), so the branches share their solves.
+    lower = jnp.where(positive, cholesky, jnp.tril(lu, -1) + eye)
+    upper = jnp.where(positive, cholesky.T, jnp.triu(lu))
+    permuted = jnp.where(positive, rhs, rhs[permutation])
+    y = jsl.solve_triangular(lower, permuted, lower=True)
+    return jsl.solve_triangular(upper, y, lower=False)
 
 
 def accelerations(

@@ -186,8 +186,8 @@ def plot_evaluation(
 ) -> list[Path]:
     """All figures of an evaluated run, from the arrays of `evaluate_model`'s report.
 
-    Writes `trajectories.png`, `energy_error.png` and, when the run directory has
-    a `metrics.jsonl`, `loss.png`.
+    Writes `trajectories.png`, `energy_error.png` when the report scores energies,
+    and, when the run directory has a `metrics.jsonl`, `loss.png`.
 
     Returns:
         The paths written.
@@ -202,14 +202,18 @@ def plot_evaluation(
             arrays["q_pred"],
             angles=angles,
             coordinate_names=coordinate_names,
-        ),
-        plot_energy_error(
-            run_dir / "energy_error.png",
-            arrays["t"],
-            arrays["energy_error"],
-            reference=arrays.get("energy_error_truth"),
-        ),
+        )
     ]
+    # Data without a known system has no true energy to score against.
+    if "energy_error" in arrays:
+        paths.append(
+            plot_energy_error(
+                run_dir / "energy_error.png",
+                arrays["t"],
+                arrays["energy_error"],
+                reference=arrays.get("energy_error_truth"),
+            )
+        )
     if (run_dir / "metrics.jsonl").is_file():
         paths.append(plot_loss(run_dir / "loss.png", run_dir / "metrics.jsonl"))
     return paths

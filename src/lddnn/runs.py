@@ -19,11 +19,12 @@ import jax
 import numpy as np
 
 from lddnn import data as datafiles, systems
-from lddnn.nn import cast_model, load_model, make_model, save_model
+from lddnn.nn import cast_model, load_model, make_model
 from lddnn.train import Samples, TrainConfig, train
 
 RUN_FILE = "run.json"
 MODEL_FILE = "model.eqx"
+BEST_MODEL_FILE = "best_model.eqx"
 
 __all__ = [
     "DataSpec",
@@ -42,17 +43,25 @@ __all__ = [
 class DataSpec:
     """Training data generated from a built-in system.
 
-    `sampling` is "trajectories" (states along true trajectories started from the
-    system's initial-state distribution) or "states" (independent states drawn from
-    that distribution and from the states those trajectories visit, which covers the
-    state space more evenly for the same number of samples).
+    `sampling` is "trajectories" (`trajectories` true trajectories from the system's
+    initial-state distribution, each saved at `samples_per_trajectory` times up to
+    `t_end`) or "states" (`states` independent states from the system's
+    `sample_state`, which covers the region those trajectories visit evenly; only
+    systems that define it).
     """
 
+    sampling: str = "trajectories"
     trajectories: int = 200
     t_end: float = 10.0
     samples_per_trajectory: int = 101
+    states: int = 100_000
     seed: int = 1
-    sampling: str = "trajectories"
+
+    def __post_init__(self):
+        if self.sampling not in ("trajectories", "states"):
+            raise ValueError(
+                f"Unknown sampling {self.sampling!r}; use 'trajectories' or 'states'."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,10 +147,12 @@ def _generated_dataset(config: RunConfig):
     system = systems.get(config.system)
     params = system.params(**config.params)
     spec = config.data
-    t = np.linspace(0.0, spec.t_end, spec.samples_per_trajectory)
-    # Ground truth is always integrated in float64, whatever precision trains on it.
+    # Ground truth is always computed in float64, whatever precision trains on it.
     with jax.enable_x64(True):
         key = jax.random.PRNGKey(spec.seed)
+        if spec.sampling == "states":
+            return systems.sample_states(system, key, spec.states, params)
+        t = np.linspace(0.0, spec.t_end, spec.samples_per_trajectory)
         return systems.simulate(system, key, spec.trajectories, t, params)
 
 
@@ -234,12 +245,18 @@ def _train_run(config: RunConfig, run_dir: Path, resume: bool, progress):
     hyperparams = _model_hyperparams(config, dataset)
     model = make_model(**hyperparams)
     _write_json(run_dir / RUN_FILE, config.to_dict())
-    result = train(
+    return train(
         model, training_samples(dataset), config.train, run_dir, resume=resume,
         progress=progress, hyperparams=hyperparams,
     )
-    save_model(run_dir / MODEL_FILE, result.best_model, hyperparams)
-    return result
+
+
+def model_path(run_dir: str | os.PathLike) -> Path:
+    """The model a run is evaluated with: the one with the lowest validation loss
+    when the run held out validation data, otherwise the model after the last step."""
+    run_dir = Path(run_dir)
+    best = run_dir / BEST_MODEL_FILE
+    return best if best.is_file() else run_dir / MODEL_FILE
 
 
 def load_run(run_dir: str | os.PathLike) -> RunConfig:
@@ -276,7 +293,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, data_file=None, figures: bool = 
     # Rollouts to t = 100 need float64 states; the weights follow them. The scope
     # keeps the caller's global JAX flags untouched.
     with jax.enable_x64(True):
-        model = cast_model(load_model(run_dir / MODEL_FILE), np.float64)
+        model = cast_model(load_model(model_path(run_dir)), np.float64)
         report = _evaluate(model, config, run_dir, data_file)
     write_report(run_dir, report)
     if figures:
@@ -288,7 +305,8 @@ def _evaluate(model, config: RunConfig, run_dir: Path, data_file) -> dict[str, A
     from lddnn.evaluate import evaluate_model
 
     if data_file is not None:
-        report = evaluate_on_dataset(model, datafiles.load(data_file), config)
+        dataset = datafiles.load(data_file)
+        report = evaluate_on_dataset(model, dataset, config, name=str(data_file))
     else:
         system = _system_of(config)
         if system is None:
@@ -310,31 +328,18 @@ def _figures(run_dir: Path, report: dict, config: RunConfig) -> None:
     plot_evaluation(run_dir, report, angles=angles, coordinate_names=names)
 
 
-def evaluate_on_dataset(model, dataset, config: RunConfig) -> dict[str, Any]:
-    """Roll the model out from each trajectory's first state and compare."""
-    from lddnn.evaluate import energy_error, rollout_error, valid_prediction_time
-    from lddnn.integrate import rollout
+def evaluate_on_dataset(
+    model, dataset, config: RunConfig, name: str = "the dataset"
+) -> dict[str, Any]:
+    """Roll the model out from each stored trajectory's first state and compare."""
+    from lddnn.evaluate import evaluate_trajectories
 
     dataset = datafiles.with_derivatives(dataset)
     system = _system_of(config, dataset)
     spec = config.evaluation
-    t = np.asarray(dataset.t)
-    q_pred, qd_pred = rollout(
-        model, dataset.q[:, 0], dataset.qd[:, 0], t, None,
+    return evaluate_trajectories(
+        model, dataset.t, dataset.q, dataset.qd, system,
+        dataset.params or config.params, angles=dataset.angles,
         solver=spec.solver, rtol=spec.rtol, atol=spec.atol,
+        source=f"trajectories of {name}",
     )
-    q_pred, qd_pred = np.asarray(q_pred), np.asarray(qd_pred)
-    errors = rollout_error(dataset.q, q_pred, dataset.angles)
-    report = {
-        "data": str(config.data_file),
-        "rollout_error_mean": float(np.mean(errors)),
-        "valid_prediction_time": float(np.mean(valid_prediction_time(t, errors))),
-        "arrays": {"t": t, "q_true": dataset.q, "q_pred": q_pred,
-                   "rollout_error": errors},
-    }
-    if system is not None:
-        params = system.params(**(dataset.params or config.params))
-        energy = energy_error(system, params, q_pred, qd_pred)
-        report["energy_error"] = float(np.mean(energy))
-        report["arrays"]["energy_error"] = energy
-    return report

@@ -17,5 +17,8 @@ from lddnn.systems._particles import (
     RELATIVISTIC_PARTICLE as RELATIVISTIC_PARTICLE,
 )
 from lddnn.systems._registry import get as get, names as names
-from lddnn.systems._simulate import simulate as simulate
+from lddnn.systems._simulate import (
+    sample_states as sample_states,
+    simulate as simulate,
+)
 from lddnn.systems._system import MechanicalSystem as MechanicalSystem

@@ -120,6 +120,42 @@ def _double_pendulum_sample(key, params):
     return q, qd
 
 
+def _double_pendulum_potential(q, params):
+    m1, m2, l1, l2, g = (params[k] for k in ("m1", "m2", "l1", "l2", "g"))
+    return -(m1 + m2) * g * l1 * jnp.cos(q[..., 0]) - m2 * g * l2 * jnp.cos(q[..., 1])
+
+
+_SHELL_CANDIDATES = 64
+
+
+def _double_pendulum_state(key, params):
+    """A state on the energy shell of a protocol initial state.
+
+    A protocol state starts (almost) at rest at angles q0 ∈ U[0, 2π)², so its motion
+    stays where V(q) ≤ E0 = V(q0). This draws q0, then angles q uniformly from that
+    region (rejection among uniform candidates, q0 itself when none is accepted),
+    then a velocity in a uniformly random direction whose kinetic energy is
+    E0 − V(q). The velocity range [0, 0.1)² of the protocol adds at most 0.1 % of
+    the energy scale, which is left out.
+    """
+    start_key, candidate_key, direction_key = jax.random.split(key, 3)
+    q0 = jax.random.uniform(start_key, (2,), minval=0.0, maxval=TWO_PI)
+    energy = _double_pendulum_potential(q0, params)
+    candidates = jax.random.uniform(
+        candidate_key, (_SHELL_CANDIDATES, 2), minval=0.0, maxval=TWO_PI
+    )
+    allowed = _double_pendulum_potential(candidates, params) <= energy
+    q = jnp.where(allowed.any(), candidates[jnp.argmax(allowed)], q0)
+    angle = jax.random.uniform(direction_key, (), minval=0.0, maxval=TWO_PI)
+    direction = jnp.stack([jnp.cos(angle), jnp.sin(angle)])
+    # ½ uᵀ M(q) u for the unit direction u: the Lagrangian's kinetic part.
+    unit_kinetic = _double_pendulum_lagrangian(q, direction, 0.0, params) + (
+        _double_pendulum_potential(q, params)
+    )
+    kinetic = jnp.maximum(energy - _double_pendulum_potential(q, params), 0.0)
+    return q, direction * jnp.sqrt(kinetic / unit_kinetic)
+
+
 def _double_pendulum_energy_scale(params):
     """(m1 + m2) g l1 + m2 g l2: the potential energy of both rods horizontal above
     both hanging (29.4 for the defaults)."""
@@ -141,4 +177,5 @@ DOUBLE_PENDULUM = MechanicalSystem(
     equations_of_motion=_double_pendulum_equations,
     sample_initial_state=_double_pendulum_sample,
     energy_scale=_double_pendulum_energy_scale,
+    sample_state=_double_pendulum_state,
 )

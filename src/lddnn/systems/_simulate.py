@@ -99,3 +99,44 @@ def _accelerations_along(lagrangian, q, qd, t, params):
 
     over_time = jax.vmap(at_state)
     return jax.vmap(over_time, in_axes=(0, 0, None))(q, qd, t)
+
+
+def sample_states(
+    system: MechanicalSystem | str,
+    key: jax.Array,
+    count: int,
+    params: dict | None = None,
+) -> Dataset:
+    """`count` independent states from `system.sample_state`, with their accelerations.
+
+    The states cover the region of state space that the system's trajectories visit
+    without the correlation of states along a trajectory, which is what a model of
+    the dynamics over that region learns from best. The result is a `Dataset` of
+    `count` one-sample trajectories at t = 0.
+
+    Raises:
+        ValueError: when the system has no `sample_state`.
+    """
+    system = get(system) if isinstance(system, str) else system
+    if system.sample_state is None:
+        raise ValueError(
+            f"System {system.name!r} has no state sampler; sample it along "
+            "trajectories instead (sampling='trajectories')."
+        )
+    params = system.params(**(params or {}))
+    if not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"`count` must be a positive integer, got {count!r}.")
+    keys = jax.random.split(key, count)
+    q, qd = jax.vmap(system.sample_state, in_axes=(0, None))(keys, params)
+    t = jnp.zeros((1,), q.dtype)
+    traced_params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, q.dtype), params)
+    qdd = _accelerations_along(system.lagrangian, q[:, None], qd[:, None], t, traced_params)
+    return Dataset(
+        t=np.asarray(t),
+        q=np.asarray(q[:, None]),
+        qd=np.asarray(qd[:, None]),
+        qdd=np.asarray(qdd),
+        system=system.name,
+        params={name: float(value) for name, value in params.items()},
+        angles=system.angles,
+    )

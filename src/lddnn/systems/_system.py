@@ -27,6 +27,11 @@ class MechanicalSystem:
             state of shape (n,) each; split the key and vmap for many.
         energy_scale: `energy_scale(params) -> float`, a typical energy magnitude of
             the sampled states, the denominator of relative energy errors.
+        sample_state: optional `sample_state(key, params) -> (q, qd)`, one state
+            drawn independently from the region of state space that trajectories
+            started by `sample_initial_state` visit. Training on such states covers
+            that region evenly, where states along a few trajectories are
+            correlated; systems without it are sampled along trajectories.
     """
 
     name: str
@@ -39,6 +44,7 @@ class MechanicalSystem:
     equations_of_motion: Callable[..., Any]
     sample_initial_state: Callable[..., Any]
     energy_scale: Callable[..., Any]
+    sample_state: Callable[..., Any] | None = None
 
     def params(self, **overrides) -> dict[str, Any]:
         """The default parameters with `overrides` applied.
