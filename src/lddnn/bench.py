@@ -16,18 +16,40 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-__all__ = ["BENCHMARKS", "median_ms", "reference_accelerations", "run"]
+__all__ = [
+    "BENCHMARKS",
+    "interleaved_medians",
+    "median_ms",
+    "reference_accelerations",
+    "run",
+]
 
 
 def median_ms(function: Callable, *args, repeats: int = 30) -> float:
     """Median wall time of `function(*args)` in milliseconds, after one warm-up call."""
-    jax.block_until_ready(function(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return interleaved_medians({"f": function}, *args, rounds=1, repeats=repeats)["f"]
+
+
+def interleaved_medians(
+    functions: dict[str, Callable], *args, rounds: int = 5, repeats: int = 10
+) -> dict[str, float]:
+    """Median wall time in milliseconds of each function called on `args`.
+
+    Each function is compiled and called once first. The timed calls then alternate
+    between the functions in `rounds` rounds of `repeats` calls each, so that a
+    change in the machine's load during the run affects every function alike and
+    their ratio stays fair.
+    """
+    for function in functions.values():
         jax.block_until_ready(function(*args))
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            for _ in range(repeats):
+                start = time.perf_counter()
+                jax.block_until_ready(function(*args))
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t) * 1e3) for name, t in times.items()}
 
 
 def reference_accelerations(lagrangian, q, qd, t=0.0, params=None):
@@ -68,12 +90,13 @@ def _train_step(accelerations_fn, optimizer, q, qd, qdd):
     return step
 
 
-def train_step(repeats: int = 30, seed: int = 0) -> dict:
+def train_step(rounds: int = 6, repeats: int = 10, seed: int = 0) -> dict:
     """Training-step time of the paper configuration, ours against the published formula.
 
     4 × 500 softplus MLP Lagrangian of the double pendulum (angles embedded as cos/sin),
     batch 32, Adam at 1e-3, float32. Both steps share the model, data and optimizer;
-    only the acceleration formula differs.
+    only the acceleration formula differs. Medians over `rounds` × `repeats` timed
+    steps each, the two alternating round by round.
     """
     from lddnn.nn import make_model
     from lddnn.systems import get
@@ -93,10 +116,13 @@ def train_step(repeats: int = 30, seed: int = 0) -> dict:
 
     optimizer = optax.adam(1e-3)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_array))
-    timings = {}
-    for name, formula in (("ours", _ours), ("reference", reference_accelerations)):
-        step = _train_step(formula, optimizer, q, qd, qdd)
-        timings[name] = median_ms(step, model, opt_state, repeats=repeats)
+    steps = {
+        name: _train_step(formula, optimizer, q, qd, qdd)
+        for name, formula in (("ours", _ours), ("reference", reference_accelerations))
+    }
+    timings = interleaved_medians(
+        steps, model, opt_state, rounds=rounds, repeats=repeats
+    )
     return {
         "benchmark": "train-step",
         "config": "MLP 4x500 softplus, batch 32, double pendulum, Adam 1e-3, float32",
