@@ -75,6 +75,7 @@ class EvaluationSpec:
     solver: str = "dopri5"
     rtol: float = 1e-8
     atol: float = 1e-8
+    max_steps: int = 100_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,6 +341,6 @@ def evaluate_on_dataset(
     return evaluate_trajectories(
         model, dataset.t, dataset.q, dataset.qd, system,
         dataset.params or config.params, angles=dataset.angles,
-        solver=spec.solver, rtol=spec.rtol, atol=spec.atol,
+        solver=spec.solver, rtol=spec.rtol, atol=spec.atol, max_steps=spec.max_steps,
         source=f"trajectories of {name}",
     )
