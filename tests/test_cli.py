@@ -113,6 +113,12 @@ def test_not_a_run_directory_is_refused(tmp_path):
     assert_refused(invoke("evaluate", tmp_path), "run directory")
 
 
+def test_unknown_preset_is_refused(tmp_path):
+    assert_refused(invoke("train", "pendulum", "-o", tmp_path / "r", "--preset", "huge"),
+                   "huge")
+    assert not (tmp_path / "r").exists()
+
+
 def test_unknown_benchmark_is_refused():
     assert_refused(invoke("bench", "warp-drive"), "train-step")
 

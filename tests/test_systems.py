@@ -139,3 +139,25 @@ def test_charged_particle_circles_at_the_larmor_radius():
     larmor = params["m"] * speed / (params["charge"] * params["B"])
     distance = np.linalg.norm(q - centre[:, None], axis=-1)
     np.testing.assert_allclose(distance, larmor[:, None] + 0 * distance, rtol=1e-8)
+
+
+def test_double_pendulum_states_lie_on_the_energy_shells_of_protocol_starts():
+    system = systems.DOUBLE_PENDULUM
+    params = system.params()
+    data = systems.sample_states(system, jax.random.key(3), 4000, params)
+    q, qd = data.q[:, 0], data.qd[:, 0]
+    energy = jax.vmap(lambda a, b: lddnn.energy(system.lagrangian, a, b, 0.0, params))
+    shells = np.sort(np.asarray(energy(q, qd)))
+    # A protocol start is at rest (up to q̇ < 0.1) at uniform angles, so its energy
+    # is V(q0); the sampled states must carry the same energy distribution.
+    q0 = jax.random.uniform(jax.random.key(4), (4000, 2), maxval=2 * np.pi)
+    potential = -2 * 9.8 * np.cos(q0[:, 0]) - 9.8 * np.cos(q0[:, 1])
+    starts = np.sort(np.asarray(potential))
+    assert np.max(np.abs(shells - starts)) < 0.05 * system.energy_scale(params)
+    # The states move (they are not the starts themselves) and their stored
+    # accelerations are the hand-derived ones.
+    assert np.median(np.linalg.norm(qd, axis=-1)) > 1.0
+    by_hand = jax.vmap(lambda a, b: system.equations_of_motion(a, b, 0.0, params))
+    np.testing.assert_allclose(data.qdd[:, 0], by_hand(q, qd), rtol=1e-9, atol=1e-9)
+    with pytest.raises(ValueError, match="trajectories"):
+        systems.sample_states("pendulum", jax.random.key(0), 10)

@@ -6,7 +6,9 @@ compilation (the first call is excluded), so they measure steady-state speed.
 
 from __future__ import annotations
 
+import os
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -18,6 +20,7 @@ import optax
 
 __all__ = [
     "BENCHMARKS",
+    "DEFAULT_SUITE",
     "interleaved_medians",
     "median_ms",
     "reference_accelerations",
@@ -138,14 +141,135 @@ def _machine() -> dict:
     return {
         "jax": jax.__version__,
         "backend": jax.default_backend(),
-        "cpu_count": __import__("os").cpu_count(),
+        "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
     }
 
 
+# The double-pendulum energy errors published for the same protocol: the Lagrangian
+# neural network after about 500k steps at batch 512, and an MLP that predicts the
+# accelerations directly (no Lagrangian structure).
+PUBLISHED_ENERGY_ERROR = {"lagrangian_nn": 0.0043, "acceleration_mlp": 0.074}
+
+
+def _train_and_evaluate(preset: str) -> dict:
+    """Train a preset run from scratch in a temporary directory and evaluate it."""
+    from lddnn import runs
+
+    config = runs.preset(preset)
+    with tempfile.TemporaryDirectory(prefix="lddnn-bench-") as run_dir:
+        start = time.perf_counter()
+        result = runs.train_run(config, run_dir)
+        train_seconds = time.perf_counter() - start
+        report = runs.evaluate_run(run_dir, figures=False)
+    return {
+        "preset": preset,
+        "model": config.model,
+        "steps": result.steps,
+        "energy_error": report["energy_error"],
+        "rollout_error": report["rollout_error"],
+        "valid_prediction_time": report["valid_prediction_time"]["mean"],
+        "failed_rollouts": report["failed_rollouts"],
+        "energy_error_truth": report["energy_error_truth"],
+        "train_seconds": train_seconds,
+        "evaluate_seconds": report["seconds"],
+    }
+
+
+def accuracy_double_pendulum() -> dict:
+    """The demo run (general MLP Lagrangian) and the structured model, each trained
+    from scratch and scored on the double-pendulum protocol (40 states, t ≤ 100)."""
+    demo = _train_and_evaluate("demo")
+    structured = _train_and_evaluate("structured")
+    return {
+        "benchmark": "accuracy-double-pendulum",
+        **demo,
+        "goal_energy_error": 0.01,
+        "structured": structured,
+        "published_energy_error": PUBLISHED_ENERGY_ERROR,
+        **_machine(),
+    }
+
+
+def accuracy_double_pendulum_long() -> dict:
+    """The longer run (at most an hour on two cores), on the same protocol."""
+    return {
+        "benchmark": "accuracy-double-pendulum-long",
+        **_train_and_evaluate("long"),
+        "goal_energy_error": 0.004,
+        "published_energy_error": PUBLISHED_ENERGY_ERROR,
+        **_machine(),
+    }
+
+
+def _conditioning(model, q, qd) -> dict:
+    """Median and worst condition number of the velocity Hessian over states."""
+    from lddnn.mechanics import mass_matrix
+
+    masses = jax.vmap(lambda a, b: mass_matrix(model, a, b))(q, qd)
+    eigenvalues = np.abs(np.asarray(jnp.linalg.eigvalsh(masses)))
+    condition = eigenvalues.max(axis=-1) / np.maximum(eigenvalues.min(axis=-1), 1e-30)
+    return {"median": float(np.median(condition)), "max": float(condition.max())}
+
+
+def training_start(steps: int = 3000, seed: int = 0) -> dict:
+    """How fast a fresh MLP Lagrangian leaves the "zero acceleration" plateau.
+
+    The demo's network (3 × 128 softplus) trained on the demo's kind of data with
+    the demo's optimizer, once as the plain network (kinetic α = 0) and once with the
+    known kinetic term ½ α |q̇|², α = 1, added. Reports the scaled acceleration loss
+    at a few steps, the first logged step below 0.5 (half the loss of predicting
+    zero), and the condition number of the initial velocity Hessian.
+    """
+    from lddnn import systems
+    from lddnn.nn import make_model
+    from lddnn.train import NonFiniteLossError, Samples, TrainConfig, train
+
+    system = systems.get("double-pendulum")
+    with jax.enable_x64(True):
+        data = systems.sample_states(system, jax.random.PRNGKey(seed + 1), 20_000)
+    q, qd, qdd = (
+        np.asarray(x, np.float32).reshape(-1, system.n)
+        for x in (data.q, data.qd, data.qdd)
+    )
+    config = TrainConfig(
+        steps=steps, batch_size=256, learning_rate=1e-3, schedule="cosine",
+        warmup_steps=500, decay_factor=0.01, scale_accelerations=True, clip_norm=1.0,
+        seed=seed, log_every=50,
+    )
+    marks = [m for m in (500, 1000, steps) if m <= steps]
+    result = {"benchmark": "training-start", "steps": steps}
+    for name, kinetic in (("plain", 0.0), ("kinetic_prior", 1.0)):
+        model = make_model(
+            "mlp", system.n, system.angles, width=128, depth=3, kinetic=kinetic,
+            seed=seed,
+        )
+        conditioning = _conditioning(model, q[:1000], qd[:1000])
+        try:
+            history = train(model, Samples(q, qd, qdd), config).history
+            diverged = None
+        except NonFiniteLossError as error:
+            history, diverged = [], str(error)
+        loss = {h["step"]: h["loss"] for h in history}
+        below = [h["step"] for h in history if h["loss"] < 0.5]
+        result[name] = {
+            "kinetic": kinetic,
+            "loss": {str(m): loss.get(m) for m in marks},
+            "diverged": diverged,
+            "first_step_below_half": below[0] if below else None,
+            "initial_mass_condition": conditioning,
+        }
+    return {**result, **_machine()}
+
+
 BENCHMARKS: dict[str, Callable[[], dict]] = {
     "train-step": train_step,
+    "training-start": training_start,
+    "accuracy-double-pendulum": accuracy_double_pendulum,
+    "accuracy-double-pendulum-long": accuracy_double_pendulum_long,
 }
+# What `lddnn bench` runs without a name: everything but the hour-long run.
+DEFAULT_SUITE = ("train-step", "training-start", "accuracy-double-pendulum")
 
 
 def run(name: str) -> dict:

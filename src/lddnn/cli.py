@@ -138,7 +138,12 @@ def _check_positive(**values) -> None:
 @app.command()
 def bench(
     name: Annotated[
-        Optional[str], typer.Argument(help="One benchmark; all when omitted.")
+        Optional[str],
+        typer.Argument(
+            help="train-step, training-start, accuracy-double-pendulum or "
+            "accuracy-double-pendulum-long (half an hour); all but the last when "
+            "omitted."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
 ) -> None:
@@ -146,7 +151,7 @@ def bench(
     with _user_errors():
         from lddnn import bench as suite
 
-        names = [name] if name else list(suite.BENCHMARKS)
+        names = [name] if name else list(suite.DEFAULT_SUITE)
         for benchmark in names:
             if benchmark not in suite.BENCHMARKS:
                 suite.run(benchmark)  # raises the error that names the known ones
@@ -166,6 +171,13 @@ def bench(
             shown = f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
             table.add_row(key, shown)
         console.print(table)
+
+
+class Preset(str, Enum):
+    demo = "demo"
+    long = "long"
+    structured = "structured"
+    paper = "paper"
 
 
 class ModelKind(str, Enum):
@@ -229,9 +241,10 @@ def train(
     data: Annotated[
         Optional[Path], typer.Option(help="Train on this HDF5/npz dataset instead.")
     ] = None,
-    model: Annotated[ModelKind, typer.Option(help="Learnable Lagrangian.")] = (
-        ModelKind.mlp
-    ),
+    model: Annotated[
+        Optional[ModelKind],
+        typer.Option(help="Learnable Lagrangian; the preset's when omitted."),
+    ] = None,
     width: Annotated[Optional[int], typer.Option(help="Hidden units per layer.")] = None,
     depth: Annotated[Optional[int], typer.Option(help="Hidden layers.")] = None,
     activation: Annotated[
@@ -248,9 +261,13 @@ def train(
     early_stopping: Annotated[
         Optional[int], typer.Option(help="Validations without improvement to stop.")
     ] = None,
-    paper: Annotated[
-        bool, typer.Option(help="The published setup: 4x500 MLP, batch 32, no prior.")
-    ] = False,
+    preset: Annotated[
+        Preset,
+        typer.Option(
+            help="Starting configuration: demo (minutes), long (under an hour), "
+            "structured (L = ½q̇ᵀCCᵀq̇ − V), or paper (4x500 MLP, batch 32, no prior)."
+        ),
+    ] = Preset.demo,
     param: ParamOption = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --output.")] = False,
     evaluate: Annotated[bool, typer.Option(help="Evaluate after training.")] = False,
@@ -263,13 +280,13 @@ def train(
 
         if (system is None) == (data is None):
             raise ValueError("Give either a SYSTEM or --data FILE (exactly one).")
-        base = runs.paper_config() if paper else runs.demo_config()
+        base = runs.preset(preset.value)
         model_options = {k: v for k, v in
                          {"width": width, "depth": depth, "activation": activation}.items()
                          if v is not None}
-        model_spec = {**base.model, "kind": model.value, **model_options}
-        if model == ModelKind.structured:
-            model_spec = {"kind": "structured", **model_options}
+        model_spec = {**base.model, **model_options}
+        if model is not None and model.value != base.model["kind"]:
+            model_spec = {"kind": model.value, **model_options}
         config = dataclasses.replace(
             base,
             system=system,
@@ -285,7 +302,13 @@ def train(
         if system is not None:
             from lddnn import systems as registry
 
-            registry.get(system).params(**config.params)
+            reference = registry.get(system)
+            reference.params(**config.params)
+            if reference.sample_state is None and config.data.sampling == "states":
+                # The presets draw independent states where a system can; the
+                # others are sampled along their trajectories.
+                data_spec = dataclasses.replace(config.data, sampling="trajectories")
+                config = dataclasses.replace(config, data=data_spec)
         run_dir = runs.prepare_run_dir(output, resume=resume)
         _train_and_report(config, run_dir, resume, evaluate)
 
@@ -330,7 +353,7 @@ def demo(
         config = runs.demo_config()
         console.print(
             "[bold]lddnn demo[/]: learning the Lagrangian of a double pendulum from "
-            f"{config.data.trajectories} simulated trajectories"
+            f"{_describe_data(config.data)}"
         )
         run_dir = runs.prepare_run_dir(output, resume=False)
         _train_and_report(config, run_dir, resume=False, evaluate=False)
@@ -338,6 +361,12 @@ def demo(
         report = runs.evaluate_run(run_dir)
         _print_summary(report)
         console.print(f"report, figures and checkpoint written to {run_dir}")
+
+
+def _describe_data(spec) -> str:
+    if spec.sampling == "states":
+        return f"{spec.states} simulated states"
+    return f"{spec.trajectories} simulated trajectories"
 
 
 def main() -> None:
