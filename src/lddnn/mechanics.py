@@ -210,6 +210,16 @@ def accelerations(
     q, qd = q.astype(dtype), qd.astype(dtype)
     _check_state(q, qd)
     t = _as_time(t, dtype)
+    own_solve = getattr(lagrangian, "accelerations", None)
+    if own_solve is not None:
+        # Lagrangians with structure (a density on a lattice) bring a solve that
+        # exploits it; the dense one below would cost O(n³).
+        if forces is not None or dissipation is not None:
+            raise ValueError(
+                f"{type(lagrangian).__name__} solves its own Euler–Lagrange equations "
+                "and takes no `forces` or `dissipation`; leave them out."
+            )
+        return own_solve(q, qd, t, params)
     grad_q, _, mass_matrix_, drift = _euler_lagrange_terms(lagrangian, q, qd, t, params)
     rhs = grad_q - drift + _generalized_forces(q, qd, t, params, forces, dissipation)
     if check:
