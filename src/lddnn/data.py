@@ -1,10 +1,12 @@
-"""Trajectory datasets of mechanical systems: the container, files, derivatives, splits.
+"""Trajectory datasets of mechanical systems and fields: the container, files, derivatives, splits.
 
 A dataset holds B trajectories sampled at T common times: `t` (T,), coordinates `q`
 (B, T, n) and optionally velocities `qd` and accelerations `qdd` (B, T, n), with the
 system's name, its parameters and which coordinates are angles. On disk it is one HDF5
 file (datasets `t`, `q`, `qd`, `qdd`; attributes `system`, `params` and `angles` as
 JSON, `format_version`); `.npz` archives with the same names are read and written too.
+Field datasets (`FieldDataset`: `phi` (B, T, *grid) on a lattice) share the files,
+the atomic writing and the checks.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from lddnn import _field_data
+from lddnn._field_data import FieldDataset
+
 __all__ = [
     "DataError",
     "Dataset",
+    "FieldDataset",
     "flatten_samples",
     "load",
     "save",
@@ -33,6 +39,7 @@ FORMAT_VERSION = 1
 _HDF5_SUFFIXES = (".h5", ".hdf5")
 _NPZ_SUFFIXES = (".npz",)
 _STATE_FIELDS = ("q", "qd", "qdd")
+_ARRAY_NAMES = ("t",) + _STATE_FIELDS + _field_data.FIELD_NAMES
 
 
 class DataError(ValueError):
@@ -198,6 +205,8 @@ def _suffix(path: Path) -> str:
 
 def _attributes(dataset: Dataset) -> dict[str, Any]:
     """Metadata stored beside the arrays; JSON strings keep the two formats alike."""
+    if isinstance(dataset, FieldDataset):
+        return _field_data.attributes(dataset)
     attributes = {
         "format_version": FORMAT_VERSION,
         "params": json.dumps({k: float(v) for k, v in dataset.params.items()}),
@@ -210,6 +219,8 @@ def _attributes(dataset: Dataset) -> dict[str, Any]:
 
 
 def _arrays(dataset: Dataset) -> dict[str, np.ndarray]:
+    if isinstance(dataset, FieldDataset):
+        return _field_data.arrays(dataset)
     names = ("t",) + _STATE_FIELDS
     return {k: getattr(dataset, k) for k in names if getattr(dataset, k) is not None}
 
@@ -329,7 +340,7 @@ def _read_hdf5(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         with h5py.File(path, "r") as file:
             arrays = {}
-            for name in ("t",) + _STATE_FIELDS:
+            for name in _ARRAY_NAMES:
                 if name in file:
                     if not isinstance(file[name], h5py.Dataset):
                         raise DataError(
@@ -355,15 +366,16 @@ def _read_npz(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
             f"File '{path}' cannot be read as a NumPy .npz archive ({error}); check "
             "that it is complete and was written by numpy.savez."
         ) from None
-    arrays = {k: contents.pop(k) for k in ("t",) + _STATE_FIELDS if k in contents}
+    arrays = {k: contents.pop(k) for k in _ARRAY_NAMES if k in contents}
     return arrays, contents
 
 
-def load(path: str | os.PathLike) -> Dataset:
+def load(path: str | os.PathLike) -> Dataset | FieldDataset:
     """Read and validate a dataset from an HDF5 (.h5/.hdf5) or NumPy (.npz) file.
 
     Required fields are `t` (T,) and `q` (B, T, n); `qd` and `qdd` (B, T, n) are
-    optional. Every problem (missing file or field, wrong shape, NaN or inf,
+    optional. A file with `phi` (B, T, *grid) and a `lattice` attribute is a field
+    dataset and comes back as a `FieldDataset`. Every problem (missing file or field, wrong shape, NaN or inf,
     non-increasing times, unreadable file) raises `DataError` naming the file.
     """
     path = Path(path)
@@ -375,6 +387,8 @@ def load(path: str | os.PathLike) -> Dataset:
         )
     reader = _read_npz if suffix in _NPZ_SUFFIXES else _read_hdf5
     arrays, raw_metadata = reader(path)
+    if "phi" in arrays:
+        return _field_data.from_file_contents(arrays, raw_metadata, path)
     for name in ("t", "q"):
         if name not in arrays:
             raise DataError(
