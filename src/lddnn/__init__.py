@@ -3,6 +3,19 @@ dynamics they imply, and keep the conservation laws that follow from them."""
 
 from lddnn import systems as systems
 from lddnn.data import DataError as DataError, Dataset as Dataset
+from lddnn.field import (
+    LatticeLagrangian as LatticeLagrangian,
+    field_accelerations as field_accelerations,
+    field_energy as field_energy,
+    field_energy_density as field_energy_density,
+    field_lagrangian as field_lagrangian,
+)
+from lddnn.lattice import (
+    Lattice as Lattice,
+    chain as chain,
+    graph as graph,
+    grid as grid,
+)
 from lddnn.evaluate import (
     energy_error as energy_error,
     evaluate_model as evaluate_model,
@@ -21,6 +34,7 @@ from lddnn.mechanics import (
     vector_field as vector_field,
 )
 from lddnn.nn import (
+    LocalDensity as LocalDensity,
     MLPLagrangian as MLPLagrangian,
     StructuredLagrangian as StructuredLagrangian,
     load_model as load_model,

@@ -147,6 +147,10 @@ class RunFiles:
             return
         from lddnn import nn  # only needed to store a model that can be rebuilt
 
+        if hyperparams.get("kind") == "density":
+            # A density trained on a lattice is stored alone; the lattice belongs to
+            # the run, and the density can be put on any other.
+            model = getattr(model, "density", model)
         nn.save_model(path, model, {**hyperparams, "dtype": precision})
 
 

@@ -268,8 +268,30 @@ BENCHMARKS: dict[str, Callable[[], dict]] = {
     "accuracy-double-pendulum": accuracy_double_pendulum,
     "accuracy-double-pendulum-long": accuracy_double_pendulum_long,
 }
+
+
+def _field_scaling() -> dict:
+    from lddnn._bench_fields_scaling import field_scaling
+
+    return field_scaling()
+
+
+def _accuracy_sine_gordon() -> dict:
+    from lddnn._bench_fields import accuracy_sine_gordon
+
+    return accuracy_sine_gordon()
+
+
+BENCHMARKS["field-scaling"] = _field_scaling
+BENCHMARKS["accuracy-sine-gordon"] = _accuracy_sine_gordon
 # What `lddnn bench` runs without a name: everything but the hour-long run.
-DEFAULT_SUITE = ("train-step", "training-start", "accuracy-double-pendulum")
+DEFAULT_SUITE = (
+    "train-step",
+    "training-start",
+    "accuracy-double-pendulum",
+    "field-scaling",
+    "accuracy-sine-gordon",
+)
 
 
 def run(name: str) -> dict:

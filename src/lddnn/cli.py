@@ -71,6 +71,15 @@ def systems() -> None:
         params = ", ".join(f"{k}={v:g}" for k, v in system.default_params.items())
         table.add_row(name, ", ".join(system.coordinate_names), params, system.description)
     console.print(table)
+    fields = Table(title="Built-in fields (Lagrangian densities on lattices)")
+    for column in ("name", "grid", "parameters (defaults)", "description"):
+        fields.add_column(column)
+    for name in registry.field_names():
+        system = registry.get(name)
+        params = ", ".join(f"{k}={v:g}" for k, v in system.default_params.items())
+        grid = f"{system.ndim}-D, {system.boundary}"
+        fields.add_row(name, grid, params, system.description)
+    console.print(fields)
 
 
 def _parse_params(pairs: list[str] | None) -> dict[str, float]:
@@ -121,12 +130,25 @@ def simulate(
                 f"{output} already exists; choose another path or pass --overwrite."
             )
         times = np.linspace(0.0, t_end, samples)
+        key = jax.random.PRNGKey(seed)
         with jax.enable_x64(True):  # ground truth in float64, scoped to this call
-            dataset = registry.simulate(
-                model, jax.random.PRNGKey(seed), trajectories, times, params
-            )
+            if isinstance(model, registry.FieldSystem):
+                dataset = _field_dataset(
+                    registry.simulate_field(model, key, trajectories, times, params)
+                )
+            else:
+                dataset = registry.simulate(model, key, trajectories, times, params)
         data.save(dataset, output, overwrite=overwrite)
     console.print(f"wrote {trajectories} trajectories of {system} to {output}")
+
+
+def _field_dataset(runs):
+    from lddnn.data import FieldDataset
+
+    return FieldDataset(
+        runs.t, runs.phi, runs.lattice, phid=runs.phid, phidd=runs.phidd,
+        system=runs.system, params=runs.params,
+    )
 
 
 def _check_positive(**values) -> None:
@@ -140,9 +162,9 @@ def bench(
     name: Annotated[
         Optional[str],
         typer.Argument(
-            help="train-step, training-start, accuracy-double-pendulum or "
-            "accuracy-double-pendulum-long (half an hour); all but the last when "
-            "omitted."
+            help="train-step, training-start, accuracy-double-pendulum, "
+            "accuracy-double-pendulum-long (an hour), field-scaling or "
+            "accuracy-sine-gordon; all but the hour-long one when omitted."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only.")] = False,
@@ -185,6 +207,23 @@ class ModelKind(str, Enum):
     structured = "structured"
 
 
+def _is_field(name: str) -> bool:
+    from lddnn import systems as registry
+
+    return name in registry.field_names()
+
+
+def _field_system_params(config) -> dict:
+    """The field's parameters with the run's overrides; refuses unknown names and
+    a lattice that cannot be built, before anything is written."""
+    from lddnn import systems as registry
+
+    system = registry.get(config.system)
+    params = system.params(**config.params)
+    system.lattice(params)
+    return params
+
+
 def _train_config(base, **options):
     """The base configuration with the options the user gave (None = unchanged)."""
     from lddnn.train import TrainConfig
@@ -222,7 +261,9 @@ def _print_summary(report: dict) -> None:
     table.add_column("measure")
     table.add_column("value")
     for key in ("energy_error", "energy_error_truth", "rollout_error",
-                "valid_prediction_time", "rollout_error_mean", "failed_rollouts"):
+                "valid_prediction_time", "rollout_error_mean", "failed_rollouts",
+                "field_error", "field_error_final", "energy_drift",
+                "learned_energy_drift", "energy_drift_truth"):
         if key in report:
             value = report[key]
             shown = f"{value:.4g}" if isinstance(value, float) else json.dumps(value)
@@ -255,9 +296,11 @@ def train(
     learning_rate: Annotated[Optional[float], typer.Option(help="Adam's rate.")] = None,
     loss: Annotated[Optional[str], typer.Option(help="norm, mse or l1.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed of the run.")] = None,
-    precision: Annotated[Precision, typer.Option(help="Floating point.")] = (
-        Precision.float32
-    ),
+    precision: Annotated[
+        Optional[Precision],
+        typer.Option(help="Floating point; the preset's (float32, fields float64) "
+                     "when omitted."),
+    ] = None,
     early_stopping: Annotated[
         Optional[int], typer.Option(help="Validations without improvement to stop.")
     ] = None,
@@ -280,10 +323,26 @@ def train(
 
         if (system is None) == (data is None):
             raise ValueError("Give either a SYSTEM or --data FILE (exactly one).")
-        base = runs.preset(preset.value)
+        chosen = {"steps": steps, "batch_size": batch_size,
+                  "learning_rate": learning_rate, "loss": loss, "seed": seed,
+                  "precision": None if precision is None else precision.value,
+                  "early_stopping": early_stopping}
         model_options = {k: v for k, v in
                          {"width": width, "depth": depth, "activation": activation}.items()
                          if v is not None}
+        if system is not None and _is_field(system):
+            from lddnn._field_runs import field_config
+
+            base = field_config(system, **_parse_params(param))
+            config = dataclasses.replace(
+                base, model={**base.model, **model_options},
+                train=_train_config(base.train, **chosen),
+            )
+            _field_system_params(config)
+            run_dir = runs.prepare_run_dir(output, resume=resume)
+            _train_and_report(config, run_dir, resume, evaluate)
+            return
+        base = runs.preset(preset.value)
         model_spec = {**base.model, **model_options}
         if model is not None and model.value != base.model["kind"]:
             model_spec = {"kind": model.value, **model_options}
@@ -293,11 +352,7 @@ def train(
             params=_parse_params(param),
             data_file=None if data is None else str(data),
             model=model_spec,
-            train=_train_config(
-                base.train, steps=steps, batch_size=batch_size,
-                learning_rate=learning_rate, loss=loss, seed=seed,
-                precision=precision.value, early_stopping=early_stopping,
-            ),
+            train=_train_config(base.train, **chosen),
         )
         if system is not None:
             from lddnn import systems as registry

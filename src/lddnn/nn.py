@@ -1,7 +1,7 @@
 """Learnable Lagrangians: Equinox modules with the call `(q, qd, t, params) -> scalar`.
 
-Two families, both differentiated by exactly the same Euler–Lagrange machinery as a
-hand-written Lagrangian (`lddnn.mechanics`):
+Two families of mechanical Lagrangians, both differentiated by exactly the same
+Euler–Lagrange machinery as a hand-written Lagrangian (`lddnn.mechanics`):
 
 * `MLPLagrangian`: the general L_θ(q, q̇[, t][, m]) of Lagrangian neural networks, an
   MLP on embedded inputs, optionally plus a fixed kinetic term ½ α |q̇|².
@@ -9,7 +9,10 @@ hand-written Lagrangian (`lddnn.mechanics`):
   a positive diagonal, so the velocity Hessian is symmetric positive definite by
   construction (the DeLaN form).
 
-`make_model` builds either from JSON-able hyperparameters, and `save_model` /
+and one for fields: `LocalDensity`, a learnable local density ℓ_θ(φ_I, φ̇_I) on one
+neighbourhood, which `lddnn.field.LatticeLagrangian` sums over the sites of a lattice.
+
+`make_model` builds any of them from JSON-able hyperparameters, and `save_model` /
 `load_model` store weights plus those hyperparameters so that a model reloads without
 the script that trained it.
 """
@@ -30,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "FourierFeatures",
+    "LocalDensity",
     "MLPLagrangian",
     "StructuredLagrangian",
     "cast_model",
@@ -299,7 +303,153 @@ class StructuredLagrangian(eqx.Module):
         return 0.5 * (momentum_like @ momentum_like) - self.potential(q, params)
 
 
-_KINDS = {"mlp": MLPLagrangian, "structured": StructuredLagrangian}
+class LocalDensity(eqx.Module):
+    """ℓ_θ(φ_I, φ̇_I) = s · MLP(x(φ_I), φ̇_I / v₀) + ½ α |φ̇_centre|², on one
+    neighbourhood I of k sites with c components each.
+
+    One network serves every site of a lattice (`LatticeLagrangian(density,
+    lattice)` sums it over all neighbourhoods), so a density trained on a small grid
+    runs unchanged on a large one. The network sees the k·c field values and the
+    k·c velocities of the neighbourhood, scaled to order one: x(φ_I) = φ_I / φ₀, or,
+    with a `difference_scale` δ, the site's own value φ_c / φ₀ followed by the
+    differences (φ_j − φ_c) / δ to its neighbours. Both are invertible linear maps
+    of φ_I, so the family of densities is the same; the differences matter when the
+    grid resolves the field finely. There neighbouring values nearly agree, and the
+    gradient energy, e.g. ½ ((φ_{i+1} − φ_i)/Δx)², is a steep function of a small
+    difference, which a network fed raw values must first learn to resolve.
+
+    `kinetic` is α: summed over the lattice the known term gives ½ α Σ_i |φ̇_i|², so
+    the sparse velocity Hessian starts as αI plus the network's small share, instead
+    of the near-singular Hessian of a freshly initialized network (the field
+    counterpart of `MLPLagrangian`'s kinetic prior).
+
+    With `symmetric=True` the density is averaged over the point reflection of the
+    stencil, ℓ_θ(φ_I, φ̇_I) → ½[ℓ_θ(φ_I, φ̇_I) + ℓ_θ(Rφ_I, Rφ̇_I)], where R reverses
+    the neighbourhood's order. On a grid this maps every offset o to −o, so the model
+    is exactly parity invariant by construction. It is meaningless on a graph, whose
+    neighbourhoods have no such order.
+
+    The density depends on neither t nor params (both are accepted and ignored).
+
+    Arguments:
+        stencil_size: k, the number of sites in a neighbourhood (`lattice.
+            stencil_size`: 3 on a chain of radius 1, 5 on a 2-D star stencil).
+        components: c for a field with c components per site (neighbourhoods of
+            shape (k, c)), or None for a scalar field (shape (k,)).
+        width, depth: the MLP's hidden width and number of hidden layers.
+        activation: as for `MLPLagrangian`; ReLU and other activations without
+            curvature are refused.
+        kinetic: α of the known kinetic term (0 for none).
+        symmetric: average over the stencil's point reflection.
+        centre: the place of the site itself in the neighbourhood, which the kinetic
+            term reads; None means k // 2, the centre of a grid stencil (use 0 on a
+            graph, whose neighbourhoods list the node first).
+        output_scale, field_scale, velocity_scale: s, φ₀ and v₀ above.
+        difference_scale: δ above, the typical difference between neighbouring
+            values (about Δx times the field's typical gradient); None feeds the
+            raw values.
+    """
+
+    mlp: eqx.nn.MLP
+    stencil_size: int = eqx.field(static=True)
+    components: int | None = eqx.field(static=True)
+    centre: int = eqx.field(static=True)
+    symmetric: bool = eqx.field(static=True)
+    kinetic: float = eqx.field(static=True)
+    output_scale: float = eqx.field(static=True)
+    field_scale: float = eqx.field(static=True)
+    velocity_scale: float = eqx.field(static=True)
+    difference_scale: float | None = eqx.field(static=True)
+
+    def __init__(
+        self,
+        stencil_size: int,
+        components: int | None = None,
+        *,
+        width: int = 64,
+        depth: int = 2,
+        activation: str | Callable = "softplus",
+        kinetic: float = 0.0,
+        symmetric: bool = False,
+        centre: int | None = None,
+        output_scale: float = 1.0,
+        field_scale: float = 1.0,
+        velocity_scale: float = 1.0,
+        difference_scale: float | None = None,
+        key,
+    ):
+        self.stencil_size = _positive_int(stencil_size, "stencil_size")
+        self.components = (
+            None if components is None else _positive_int(components, "components")
+        )
+        centre = self.stencil_size // 2 if centre is None else centre
+        if not _is_index(centre, self.stencil_size):
+            raise ValueError(
+                f"`centre` is {centre!r}, but it must be a place in the neighbourhood, "
+                f"an integer from 0 to {self.stencil_size - 1}."
+            )
+        self.centre = int(centre)
+        self.symmetric = bool(symmetric)
+        self.kinetic = float(kinetic)
+        self.output_scale = float(output_scale)
+        self.field_scale = float(field_scale)
+        self.velocity_scale = float(velocity_scale)
+        self.difference_scale = (
+            None if difference_scale is None else float(difference_scale)
+        )
+        inputs = 2 * self.stencil_size * (self.components or 1)
+        function = _resolve_activation(activation)
+        self.mlp = eqx.nn.MLP(
+            inputs, "scalar", width, depth, activation=function, key=key
+        )
+
+    def _values(self, phi) -> jax.Array:
+        """x(φ_I): raw values, or the own value then differences, of order one."""
+        if self.difference_scale is None:
+            return jnp.ravel(phi) / self.field_scale
+        own = phi[self.centre]
+        others = jnp.delete(phi, self.centre, axis=0)
+        differences = (others - own) / self.difference_scale
+        own = jnp.ravel(own) / self.field_scale
+        return jnp.concatenate([own, jnp.ravel(differences)])
+
+    def _network(self, phi, phid) -> jax.Array:
+        velocities = jnp.ravel(phid) / self.velocity_scale
+        x = jnp.concatenate([self._values(phi), velocities])
+        return self.output_scale * self.mlp(x)
+
+    def __call__(self, phi, phid, t=0.0, params=None) -> jax.Array:
+        expected = (self.stencil_size,)
+        expected += () if self.components is None else (self.components,)
+        if jnp.shape(phi) != expected or jnp.shape(phid) != expected:
+            raise ValueError(
+                f"The density takes neighbourhoods of shape {expected}, but `phi` has "
+                f"shape {jnp.shape(phi)} and `phid` {jnp.shape(phid)}; build it with "
+                "the lattice's `stencil_size` and the field's `components`."
+            )
+        value = self._network(phi, phid)
+        if self.symmetric:
+            value = 0.5 * (value + self._network(phi[::-1], phid[::-1]))
+        own = phid[self.centre]
+        return value + 0.5 * self.kinetic * jnp.sum(own * own)
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"`{name}` is {value!r}; use a positive integer.")
+    return int(value)
+
+
+def _is_index(value, size: int) -> bool:
+    integer = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    return integer and 0 <= value < size
+
+
+_KINDS = {
+    "mlp": MLPLagrangian,
+    "structured": StructuredLagrangian,
+    "density": LocalDensity,
+}
 
 
 def cast_model(model: eqx.Module, dtype) -> eqx.Module:
@@ -315,29 +465,48 @@ def cast_model(model: eqx.Module, dtype) -> eqx.Module:
 
 def make_model(
     kind: str,
-    n: int | Any,
+    n: int | Any = None,
     angles: Sequence[bool] | None = None,
     *,
     seed: int = 0,
     dtype: str = "float32",
     **hyperparams,
 ) -> eqx.Module:
-    """Build a learnable Lagrangian of `kind` "mlp" or "structured" for n coordinates.
+    """Build a learnable Lagrangian of `kind` "mlp" or "structured" for n coordinates,
+    or a learnable local density of `kind` "density".
 
-    `n` may also be a system with attributes `n` and `angles`. Every other keyword
-    goes to the model's constructor; all are JSON-able, so `save_model` can store
-    them and `load_model` can rebuild the model.
+    `n` may also be a system with attributes `n` and `angles`. A density takes no `n`
+    or `angles`: its shape comes from the keywords `stencil_size` (and `components`),
+    and the lattice is not part of it (`LatticeLagrangian(density, lattice)` puts it
+    on one). Every other keyword goes to the model's constructor; all are JSON-able,
+    so `save_model` can store them and `load_model` can rebuild the model.
     """
     if kind not in _KINDS:
         raise ValueError(f"Unknown model kind {kind!r}; use one of {sorted(_KINDS)}.")
-    if not isinstance(n, int):
-        n, angles = n.n, n.angles if angles is None else angles
     if jnp.dtype(dtype) == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError(
             "A float64 model was requested but JAX runs in 32-bit mode; enable "
             "jax_enable_x64 (the command line does this for --precision float64)."
         )
-    model = _KINDS[kind](n, angles, key=jax.random.key(seed), **hyperparams)
+    key = jax.random.key(seed)
+    if kind == "density":
+        if n is not None or angles is not None:
+            raise ValueError(
+                "A density model takes `stencil_size` (and `components`) instead of "
+                "`n` and `angles`; the number of sites belongs to the lattice."
+            )
+        if "stencil_size" not in hyperparams:
+            raise ValueError(
+                "A density model needs `stencil_size`, the number of sites in a "
+                "neighbourhood (`lattice.stencil_size`)."
+            )
+        model = LocalDensity(key=key, **hyperparams)
+    else:
+        if n is None:
+            raise ValueError(f"A model of kind {kind!r} needs `n`, its coordinates.")
+        if not isinstance(n, int):
+            n, angles = n.n, n.angles if angles is None else angles
+        model = _KINDS[kind](n, angles, key=key, **hyperparams)
     return cast_model(model, jnp.dtype(dtype))
 
 
@@ -360,15 +529,16 @@ def _hyperparameter_path(path: pathlib.Path) -> pathlib.Path:
 def save_model(path, model: eqx.Module, hyperparams: dict) -> None:
     """Store the weights at `path` and the hyperparameters beside it as JSON.
 
-    `hyperparams` are the arguments of `make_model` (`kind`, `n`, `angles`, `seed`,
-    `dtype` and the constructor keywords); the JSON file has the weights' name with
-    the suffix ".json". Both files are written atomically.
+    `hyperparams` are the arguments of `make_model` (`kind`, `n` or `stencil_size`,
+    `angles`, `seed`, `dtype` and the constructor keywords); the JSON file has the
+    weights' name with the suffix ".json". Both files are written atomically.
     """
     path = pathlib.Path(path)
     hyperparams = dict(hyperparams)
-    if "kind" not in hyperparams or "n" not in hyperparams:
+    size = "stencil_size" if hyperparams.get("kind") == "density" else "n"
+    if "kind" not in hyperparams or size not in hyperparams:
         raise ValueError(
-            "`hyperparams` must name at least the model's `kind` and `n`, the "
+            f"`hyperparams` must name at least the model's `kind` and `{size}`, the "
             "arguments that `make_model` needs to rebuild it."
         )
     leaves = [x for x in jax.tree.leaves(model) if eqx.is_array(x)]

@@ -126,7 +126,7 @@ def demo_config() -> RunConfig:
 
 def long_config() -> RunConfig:
     """The demo's model on four times the states, trained four times longer
-    (under half an hour on two cores); see the README for what it reaches."""
+    (under an hour on two cores); see the README for what it reaches."""
     demo = demo_config()
     return dataclasses.replace(
         demo,
@@ -269,6 +269,14 @@ def train_run(
     The run's precision holds inside this call only (a scoped `jax.enable_x64`), so
     the caller's global JAX flags are left as they were.
     """
+    from lddnn._field_runs import FieldRunConfig, train_field_run
+
+    if isinstance(config, FieldRunConfig):
+        if resume:
+            stored = load_run(run_dir)
+            steps = dataclasses.replace(stored.train, steps=config.train.steps)
+            config = dataclasses.replace(stored, train=steps)
+        return train_field_run(config, Path(run_dir), resume=resume, progress=progress)
     with jax.enable_x64(config.train.precision == "float64"):
         return _train_run(config, Path(run_dir), resume, progress)
 
@@ -306,7 +314,12 @@ def load_run(run_dir: str | os.PathLike) -> RunConfig:
             f"{run_dir} is not a run directory (it has no {RUN_FILE}); pass the "
             "directory that `lddnn train` wrote."
         )
-    return RunConfig.from_dict(json.loads(path.read_text()))
+    values = json.loads(path.read_text())
+    if values.get("kind") == "field":
+        from lddnn._field_runs import FieldRunConfig
+
+        return FieldRunConfig.from_dict(values)
+    return RunConfig.from_dict(values)
 
 
 def _write_json(path: Path, value) -> None:
@@ -329,6 +342,15 @@ def evaluate_run(run_dir: str | os.PathLike, *, data_file=None, figures: bool = 
 
     run_dir = Path(run_dir)
     config = load_run(run_dir)
+    if getattr(config, "kind", None) == "field":
+        from lddnn._field_runs import evaluate_field_run
+
+        if data_file is not None:
+            raise ValueError(
+                "Field runs are evaluated on their system's own rollouts; leave out "
+                "--data."
+            )
+        return evaluate_field_run(run_dir, config, model_path(run_dir), figures=figures)
     # Rollouts to t = 100 need float64 states; the weights follow them. The scope
     # keeps the caller's global JAX flags untouched.
     with jax.enable_x64(True):

@@ -59,8 +59,11 @@ SCHEDULES = ("constant", "exponential", "cosine")
 LOSSES = ("norm", "mse", "l1")
 PRECISIONS = ("float32", "float64")
 # Validation runs in chunks so that a large held-out set never has to fit through
-# the Euler–Lagrange solve in one piece.
+# the Euler–Lagrange solve in one piece: at most 4096 samples, and fewer when each
+# sample is large (a field of many sites), so that a chunk holds about as many
+# coordinates as 4096 samples of a 32-coordinate system.
 _VALIDATION_CHUNK = 4096
+_VALIDATION_COORDINATES = 4096 * 32
 
 
 # ----------------------------------------------------------------------- configuration
@@ -345,10 +348,11 @@ _compiled_loss = eqx.filter_jit(acceleration_loss)
 def _mean_loss(model, samples: Samples, loss: str, scale) -> float:
     """The loss over all `samples`, evaluated in chunks (every loss is a mean over
     samples, so chunk means weighted by chunk sizes give it exactly)."""
-    count = samples.q.shape[0]
+    count, n = samples.q.shape
+    chunk = max(1, min(_VALIDATION_CHUNK, _VALIDATION_COORDINATES // n))
     total = 0.0
-    for start in range(0, count, _VALIDATION_CHUNK):
-        part = take(samples, slice(start, start + _VALIDATION_CHUNK))
+    for start in range(0, count, chunk):
+        part = take(samples, slice(start, start + chunk))
         value = _compiled_loss(model, part, loss=loss, scale=scale)
         total += float(value) * part.q.shape[0]
     return total / count
@@ -526,6 +530,14 @@ def _check_model(model, samples: Samples) -> None:
         raise SingularMassMatrixError(
             f"The model cannot be trained: at the first training sample {error}"
         ) from None
+    except eqx.EquinoxRuntimeError as error:
+        # Models with their own solve (a density on a lattice) report a singular
+        # or indefinite velocity Hessian from inside compiled code.
+        raise SingularMassMatrixError(
+            "The model cannot be trained: at the first training sample its own "
+            "Euler–Lagrange solve failed (the velocity Hessian is singular or "
+            "indefinite, or the state is not finite); see the error above."
+        ) from error
 
 
 def _cast(tree, dtype):

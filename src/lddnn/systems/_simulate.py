@@ -57,7 +57,7 @@ def simulate(
         >>> data.q.shape
         (3, 11, 1)
     """
-    system = get(system) if isinstance(system, str) else system
+    system = _mechanical(get(system) if isinstance(system, str) else system)
     params = system.params(**(params or {}))
     if not isinstance(count, (int, np.integer)) or count < 1:
         raise ValueError(f"`count` must be a positive integer, got {count!r}.")
@@ -90,6 +90,15 @@ def simulate(
     )
 
 
+def _mechanical(system) -> MechanicalSystem:
+    if not isinstance(system, MechanicalSystem):
+        raise ValueError(
+            f"System {system.name!r} is a field on a lattice, not a mechanical "
+            "system; simulate it with lddnn.systems.simulate_field."
+        )
+    return system
+
+
 @eqx.filter_jit
 def _accelerations_along(lagrangian, q, qd, t, params):
     """q̈ at every saved state: q, qd of shape (B, T, n), t of shape (T,)."""
@@ -117,7 +126,7 @@ def sample_states(
     Raises:
         ValueError: when the system has no `sample_state`.
     """
-    system = get(system) if isinstance(system, str) else system
+    system = _mechanical(get(system) if isinstance(system, str) else system)
     if system.sample_state is None:
         raise ValueError(
             f"System {system.name!r} has no state sampler; sample it along "
