@@ -56,7 +56,7 @@ def test_symmetric_density_is_exactly_reflection_invariant(components):
     symmetric = _density(symmetric=True, **options)
     plain = _density(**options)
     phi, phid = _fields((5, *c), 2, seed=3)
-    reflect = lambda x: x[::-1]  # noqa: E731
+    reflect = lambda x: x[::-1]
     assert symmetric(phi, phid) == symmetric(reflect(phi), reflect(phid))
     assert abs(plain(phi, phid) - plain(reflect(phi), reflect(phid))) > 1e-4
 
@@ -108,7 +108,7 @@ def _klein_gordon_density(params, symmetric: bool):
     output = np.array([[-(params["mu"] ** 2) * phi0**2, -bond]])
     layers = density.mlp.layers
     values = [weight, np.zeros(2), output, np.zeros(1)]
-    where = lambda d: [  # noqa: E731
+    where = lambda d: [
         d.mlp.layers[0].weight,
         d.mlp.layers[0].bias,
         d.mlp.layers[1].weight,
@@ -257,3 +257,10 @@ def test_training_refuses_a_density_with_a_singular_velocity_hessian():
     config = train.TrainConfig(steps=1, batch_size=2, precision="float64")
     with pytest.raises(SingularMassMatrixError, match="cannot be trained"):
         train.train(model, samples, config)
+
+
+def test_a_density_on_a_lattice_with_other_neighbourhoods_is_refused():
+    density = nn.make_model("density", stencil_size=5, kinetic=1.0, dtype="float64")
+    phi = jnp.zeros(8)
+    with pytest.raises(ValueError, match="neighbourhoods of 5 sites"):
+        field.field_accelerations(density, lattice.chain(8), phi, phi)

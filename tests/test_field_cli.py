@@ -3,9 +3,9 @@
 import json
 
 import numpy as np
+from test_cli import assert_refused, invoke
 
 from lddnn import data, load_model
-from test_cli import assert_refused, invoke
 
 
 def test_simulate_writes_a_field_dataset_with_its_lattice(tmp_path):

@@ -250,7 +250,7 @@ def test_float64_without_x64_is_refused():
 
 
 def test_a_model_with_singular_mass_matrix_is_refused():
-    relu = lambda q, qd, t, p: jax.nn.relu(qd @ qd - q @ q)  # noqa: E731
+    relu = lambda q, qd, t, p: jax.nn.relu(qd @ qd - q @ q)
     with pytest.raises(ValueError, match="cannot be trained.*singular"):
         train(relu, anharmonic_samples(), TrainConfig(steps=5, precision="float64"))
 

@@ -247,7 +247,7 @@ def evaluate_field_model(density, system, params: dict, spec: FieldEvaluationSpe
         learned, phi0.reshape(flat), phid0.reshape(flat), t, rtol=spec.rtol,
         atol=spec.rtol,
     )
-    phi_pred, phid_pred = q.reshape(phi_true.shape), qd.reshape(phi_true.shape)
+    phi_pred = q.reshape(phi_true.shape)
     truth = system.lagrangian(params)
     flat_true = (phi_true.reshape(spec.count, len(t), -1),
                  phid_true.reshape(spec.count, len(t), -1))

@@ -11,7 +11,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -99,7 +99,7 @@ def _parse_params(pairs: list[str] | None) -> dict[str, float]:
 
 
 ParamOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--param", "-p", help="System parameter NAME=VALUE; repeatable."),
 ]
 
@@ -120,7 +120,8 @@ def simulate(
         import jax
         import numpy as np
 
-        from lddnn import data, systems as registry
+        from lddnn import data
+        from lddnn import systems as registry
 
         model = registry.get(system)
         params = model.params(**_parse_params(param))
@@ -160,7 +161,7 @@ def _check_positive(**values) -> None:
 @app.command()
 def bench(
     name: Annotated[
-        Optional[str],
+        str | None,
         typer.Argument(
             help="train-step, training-start, accuracy-double-pendulum, "
             "accuracy-double-pendulum-long (an hour), field-scaling or "
@@ -274,35 +275,35 @@ def _print_summary(report: dict) -> None:
 @app.command()
 def train(
     system: Annotated[
-        Optional[str], typer.Argument(help="A built-in system to generate data for.")
+        str | None, typer.Argument(help="A built-in system to generate data for.")
     ] = None,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Run directory to create.")
     ] = Path("runs/train"),
     data: Annotated[
-        Optional[Path], typer.Option(help="Train on this HDF5/npz dataset instead.")
+        Path | None, typer.Option(help="Train on this HDF5/npz dataset instead.")
     ] = None,
     model: Annotated[
-        Optional[ModelKind],
+        ModelKind | None,
         typer.Option(help="Learnable Lagrangian; the preset's when omitted."),
     ] = None,
-    width: Annotated[Optional[int], typer.Option(help="Hidden units per layer.")] = None,
-    depth: Annotated[Optional[int], typer.Option(help="Hidden layers.")] = None,
+    width: Annotated[int | None, typer.Option(help="Hidden units per layer.")] = None,
+    depth: Annotated[int | None, typer.Option(help="Hidden layers.")] = None,
     activation: Annotated[
-        Optional[str], typer.Option(help="softplus, tanh or sigmoid.")
+        str | None, typer.Option(help="softplus, tanh or sigmoid.")
     ] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Optimisation steps.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Samples per step.")] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help="Adam's rate.")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="norm, mse or l1.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed of the run.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Samples per step.")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="Adam's rate.")] = None,
+    loss: Annotated[str | None, typer.Option(help="norm, mse or l1.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the run.")] = None,
     precision: Annotated[
-        Optional[Precision],
+        Precision | None,
         typer.Option(help="Floating point; the preset's (float32, fields float64) "
                      "when omitted."),
     ] = None,
     early_stopping: Annotated[
-        Optional[int], typer.Option(help="Validations without improvement to stop.")
+        int | None, typer.Option(help="Validations without improvement to stop.")
     ] = None,
     preset: Annotated[
         Preset,
@@ -372,7 +373,7 @@ def train(
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory from `lddnn train`.")],
     data: Annotated[
-        Optional[Path], typer.Option(help="Compare with these trajectories instead.")
+        Path | None, typer.Option(help="Compare with these trajectories instead.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report JSON.")] = (
         False

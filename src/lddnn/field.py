@@ -38,9 +38,9 @@ Solver = Literal["auto", "banded", "cg", "gmres", "bicgstab"]
 SOLVERS = ("auto", "banded", "cg", "gmres", "bicgstab")
 
 __all__ = [
+    "SOLVERS",
     "LatticeLagrangian",
     "LatticeMass",
-    "SOLVERS",
     "field_accelerations",
     "field_energy",
     "field_energy_density",
@@ -49,7 +49,21 @@ __all__ = [
 ]
 
 
-def _prepare(lattice: Lattice, phi, phid, t):
+def _check_stencil(density, lattice: Lattice) -> None:
+    """A learned density knows how many sites its neighbourhood has; refuse a
+    lattice whose neighbourhoods differ (hand-written densities cannot tell)."""
+    size = getattr(density, "stencil_size", None)
+    if size is not None and size != lattice.stencil_size:
+        raise ValueError(
+            f"The density takes neighbourhoods of {size} sites, but this lattice's "
+            f"have {lattice.stencil_size}; use a lattice with the stencil the density "
+            "was built for, or build the density with "
+            f"stencil_size={lattice.stencil_size}."
+        )
+
+
+def _prepare(density, lattice: Lattice, phi, phid, t):
+    _check_stencil(density, lattice)
     phi, phid = jnp.asarray(phi), jnp.asarray(phid)
     dtype = jnp.result_type(phi, phid, float)
     rest = lattice.field_shape(phi)
@@ -73,7 +87,7 @@ def field_lagrangian(density: Density, lattice: Lattice, phi, phid, t=0.0, param
     shape (k,) for a scalar field or (k, c) for c components, in the lattice's
     stencil order.
     """
-    phi, phid, t, _ = _prepare(lattice, phi, phid, t)
+    phi, phid, t, _ = _prepare(density, lattice, phi, phid, t)
     return jnp.sum(_site_values(density, lattice, phi, phid, t, params))
 
 
@@ -82,7 +96,7 @@ def field_energy_density(
 ) -> jax.Array:
     """The energy of each neighbourhood, e_i = φ̇_{I_i} · ∂ℓ_i/∂φ̇_{I_i} − ℓ_i, with
     the lattice's shape; it sums to the energy E = φ̇ · ∂L/∂φ̇ − L."""
-    phi, phid, t, _ = _prepare(lattice, phi, phid, t)
+    phi, phid, t, _ = _prepare(density, lattice, phi, phid, t)
 
     def local(u, v):
         value, momentum = jax.value_and_grad(density, argnums=1)(u, v, t, params)
@@ -226,7 +240,7 @@ def _terms(density, lattice, phi, phid, t, params, rest):
 
 def mass_operator(density: Density, lattice: Lattice, phi, phid, t=0.0, params=None):
     """The velocity Hessian as a `LatticeMass` (its per-site blocks)."""
-    phi, phid, t, rest = _prepare(lattice, phi, phid, t)
+    phi, phid, t, rest = _prepare(density, lattice, phi, phid, t)
     flat = (lattice.size,) + rest
     _, mass = _terms(
         density, lattice, phi.reshape(flat), phid.reshape(flat), t, params, rest
@@ -505,7 +519,7 @@ def field_accelerations(
         An equinox runtime error (also in eager code) when a Krylov solve does not
         converge or the result is not finite (singular or indefinite M).
     """
-    phi, phid, t, rest = _prepare(lattice, phi, phid, t)
+    phi, phid, t, rest = _prepare(density, lattice, phi, phid, t)
     method = _resolve_solver(lattice, solver)
     tolerance = default_tolerance(phi.dtype)
     rtol = tolerance if rtol is None else rtol

@@ -22,7 +22,7 @@ import numpy as np
 
 from lddnn.mechanics import vector_field
 
-__all__ = ["SOLVERS", "IntegrationError", "RK4", "rollout"]
+__all__ = ["RK4", "SOLVERS", "IntegrationError", "rollout"]
 
 Solver = Literal["rk4", "tsit5", "dopri5", "dopri8", "variational"]
 FIXED_STEP_SOLVERS = ("rk4", "variational")

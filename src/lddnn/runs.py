@@ -18,7 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from lddnn import data as datafiles, systems
+from lddnn import data as datafiles
+from lddnn import systems
 from lddnn.nn import cast_model, load_model, make_model
 from lddnn.train import Samples, TrainConfig, train
 
@@ -27,17 +28,17 @@ MODEL_FILE = "model.eqx"
 BEST_MODEL_FILE = "best_model.eqx"
 
 __all__ = [
+    "PRESETS",
     "DataSpec",
     "EvaluationSpec",
     "RunConfig",
-    "PRESETS",
     "demo_config",
-    "preset",
     "evaluate_run",
     "load_run",
     "prepare_run_dir",
-    "training_samples",
+    "preset",
     "train_run",
+    "training_samples",
 ]
 
 

@@ -31,7 +31,6 @@ from lddnn import _runfiles
 from lddnn._runfiles import Meta, RunFiles, State, load_checkpoint
 from lddnn._samples import (
     Samples,
-    as_samples,
     cast_samples,
     fingerprint,
     samples_from_dataset,
