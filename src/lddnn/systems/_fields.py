@@ -25,6 +25,7 @@ import numpy as np
 
 from lddnn.field import LatticeLagrangian
 from lddnn.lattice import Lattice, grid
+from lddnn.systems._system import with_overrides
 
 __all__ = ["FieldSystem", "sine_gordon_kink"]
 
@@ -69,14 +70,7 @@ class FieldSystem:
     def params(self, **overrides) -> dict[str, Any]:
         """The default parameters with `overrides` applied; a ValueError names the
         valid parameters when an override is unknown."""
-        unknown = sorted(set(overrides) - set(self.default_params))
-        if unknown:
-            listed = ", ".join(map(repr, unknown))
-            raise ValueError(
-                f"System {self.name!r} has no parameter {listed}; its parameters are "
-                f"{', '.join(self.default_params)}."
-            )
-        return {**self.default_params, **overrides}
+        return with_overrides(self.name, self.default_params, overrides)
 
     def with_boundary(self, boundary: str) -> FieldSystem:
         """The same field with "periodic" or "fixed" boundaries."""

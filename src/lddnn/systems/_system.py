@@ -7,6 +7,19 @@ from collections.abc import Callable
 from typing import Any
 
 
+def with_overrides(name: str, defaults: dict, overrides: dict) -> dict[str, Any]:
+    """`defaults` with `overrides` applied; a ValueError names the valid parameters
+    when an override is unknown."""
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        listed = ", ".join(map(repr, unknown))
+        raise ValueError(
+            f"System {name!r} has no parameter {listed}; its parameters are "
+            f"{', '.join(defaults)}."
+        )
+    return {**defaults, **overrides}
+
+
 @dataclasses.dataclass(frozen=True)
 class MechanicalSystem:
     """A mechanical system with a known Lagrangian and hand-derived dynamics.
@@ -51,11 +64,4 @@ class MechanicalSystem:
 
         Raises a ValueError naming the valid parameters when an override is unknown.
         """
-        unknown = sorted(set(overrides) - set(self.default_params))
-        if unknown:
-            listed = ", ".join(map(repr, unknown))
-            raise ValueError(
-                f"System {self.name!r} has no parameter {listed}; its parameters are "
-                f"{', '.join(self.default_params)}."
-            )
-        return {**self.default_params, **overrides}
+        return with_overrides(self.name, self.default_params, overrides)
